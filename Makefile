@@ -1,0 +1,42 @@
+# Set-up and the two entry points of the README. Each target installs what it needs into .venv.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+export HF_HUB_OFFLINE := 1
+export OMP_NUM_THREADS := 1
+export OPENBLAS_NUM_THREADS := 1
+
+.PHONY: test demo lint system clean-cache
+
+# `import open3d` needs libusb (ENVIRONMENT.md); a fresh machine lacks it.
+system:
+	@if ! ldconfig -p 2>/dev/null | grep -q libusb-1.0; then \
+		echo "installing libusb-1.0-0 (needed by open3d)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libusb-1.0-0 >/dev/null; \
+	fi
+
+# torch and torchvision are pinned together and installed first: torch 2.13.0 has no working
+# torchvision here, and open_clip cannot import without one.
+$(STAMP): pyproject.toml
+	$(MAKE) system
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/pointad-pipe make-synthetic data/synthetic
+	$(BIN)/pointad-pipe render --dataset synthetic
+	$(BIN)/pointad-pipe status --dataset synthetic
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline model cli tests bench
+
+clean-cache:
+	rm -rf cache

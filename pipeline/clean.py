@@ -1,0 +1,261 @@
+"""The `clean` stage: one loaded sample -> the points that are rendered and scored (METHOD.md §1).
+
+Steps, in order (labels, rgb and grid index follow every step):
+1. drop zero, NaN and inf points;
+2. organized sources: RANSAC plane on the valid points of a `border_px` border of the full-resolution
+   grid (Open3D `segment_plane`), drop points within `plane_drop` of it; unorganized sources
+   optionally fit the plane on all points (`plane: all`);
+3. keep the largest DBSCAN cluster (Open3D `cluster_dbscan`);
+4. resample: organized grids are zero-padded to a square (side rounded up to `pad_multiple`,
+   padding at the bottom and right) and resized to `grid_size`^2 (xyz nearest, rgb bicubic, gt
+   bilinear then > 0.5); unorganized clouds are capped at `max_points` by farthest-point sampling.
+
+Thresholds are in metres at MVTec 3D-AD's spacing. With `units: relative` (the default) they are
+scaled by (median nearest-neighbour spacing / `ref_spacing`), so millimetre data, or data of
+another density, is cleaned the same way; `units: absolute` uses the numbers as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .errors import SampleError
+from .geometry import median_spacing
+from .loaders.base import Sample
+
+VERSION = 1
+GRID_RESAMPLE_DEFAULT = 336
+#: Typical full-resolution point spacing of MVTec 3D-AD scans (metres). Relative thresholds equal
+#: the paper's metre values at this spacing.
+MVTEC_SPACING_M = 0.0002
+#: Above this many distance updates (points x samples), exact FPS is replaced by voxel thinning:
+#: Open3D's FPS is O(n k), ~1 s per 1e9 on this machine.
+FPS_BUDGET = 2e9
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    """Everything that changes the clean stage's output (all of it is fingerprinted)."""
+
+    plane: str = "border"  # border | all | none
+    border_px: int = 10
+    plane_fit_dist: float = 0.004
+    plane_drop_dist: float = 0.005
+    ransac_n: int = 50
+    ransac_iters: int = 1000
+    dbscan: bool = True
+    dbscan_eps: float = 0.006
+    dbscan_min_points: int = 30
+    units: str = "relative"  # relative | absolute
+    ref_spacing: float = MVTEC_SPACING_M
+    grid_size: int | None = GRID_RESAMPLE_DEFAULT
+    pad_multiple: int = 100
+    max_points: int | None = None
+    seed: int = 0
+    version: int = VERSION
+
+    def __post_init__(self) -> None:
+        if self.plane not in ("border", "all", "none"):
+            raise ValueError(f"plane must be border, all or none, got {self.plane!r}")
+        if self.units not in ("relative", "absolute"):
+            raise ValueError(f"units must be relative or absolute, got {self.units!r}")
+
+
+#: Per-format defaults (the catalog's `clean:` overrides them).
+FORMAT_DEFAULTS: dict[str, dict[str, object]] = {
+    "mvtec3d": {},
+    "eyecandies": {},
+    "real3d": {"plane": "none", "dbscan": False, "grid_size": None, "max_points": 112_896},
+    "files": {"plane": "none", "dbscan": False, "grid_size": None, "max_points": 112_896},
+}
+
+
+@dataclass
+class Cleaned:
+    """The clean stage's output for one sample (STORE.md `clean/<fp>/points/<r>/*`)."""
+
+    xyz: np.ndarray  # (n, 3) float32
+    label: np.ndarray  # (n,) uint8
+    rgb: np.ndarray | None  # (n, 3) uint8
+    grid: np.ndarray | None  # (n,) int32
+    grid_shape: tuple[int, int] | None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The per-point arrays by their STORE.md names."""
+        out = {"xyz": self.xyz, "label": self.label}
+        if self.rgb is not None:
+            out["rgb"] = self.rgb
+        if self.grid is not None:
+            out["grid"] = self.grid
+        return out
+
+
+def valid_points(xyz: np.ndarray) -> np.ndarray:
+    """Finite points that are not the (0, 0, 0) / z == 0 'missing' marker."""
+    return np.isfinite(xyz).all(axis=1) & (xyz[:, 2] != 0)
+
+
+def _o3d_cloud(xyz: np.ndarray):  # noqa: ANN202 - open3d type, imported lazily
+    import open3d as o3d
+
+    return o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(xyz, np.float64)))
+
+
+def remove_plane(xyz: np.ndarray, fit_mask: np.ndarray, cfg: CleanConfig, scale: float) -> np.ndarray:
+    """Boolean keep-mask: False for points within `plane_drop_dist` of a RANSAC plane fit on `fit_mask`.
+
+    With too few points to fit (e.g. a tree that the common preprocessing already plane-zeroed),
+    nothing is removed.
+    """
+    import open3d as o3d
+
+    if fit_mask.sum() < max(3, cfg.ransac_n) * 3:
+        return np.ones(len(xyz), bool)
+    o3d.utility.random.seed(cfg.seed)
+    model, _ = _o3d_cloud(xyz[fit_mask]).segment_plane(
+        distance_threshold=cfg.plane_fit_dist * scale, ransac_n=cfg.ransac_n, num_iterations=cfg.ransac_iters)
+    a, b, c, d = model
+    dist = np.abs(xyz.astype(np.float64) @ np.array([a, b, c]) + d) / np.linalg.norm([a, b, c])
+    return dist >= cfg.plane_drop_dist * scale
+
+
+def largest_cluster(xyz: np.ndarray, cfg: CleanConfig, scale: float) -> np.ndarray:
+    """Boolean keep-mask of the largest DBSCAN cluster (all False when there is no cluster)."""
+    labels = np.asarray(_o3d_cloud(xyz).cluster_dbscan(eps=cfg.dbscan_eps * scale,
+                                                       min_points=cfg.dbscan_min_points))
+    if len(labels) == 0 or labels.max() < 0:
+        return np.zeros(len(xyz), bool)
+    return labels == np.bincount(labels[labels >= 0]).argmax()
+
+
+def farthest_points(xyz: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Indices of k points by farthest-point sampling (Open3D), or voxel thinning past `FPS_BUDGET`.
+
+    Open3D's FPS returns a cloud, not indices; the point index rides along in the colour channel,
+    which it copies exactly (float64 holds integers below 2**53).
+    """
+    n = len(xyz)
+    if n <= k:
+        return np.arange(n)
+    if n * k > FPS_BUDGET:
+        return voxel_thin(xyz, k)
+    import open3d as o3d
+
+    cloud = _o3d_cloud(xyz)
+    cloud.colors = o3d.utility.Vector3dVector(np.repeat(np.arange(n, dtype=np.float64)[:, None], 3, axis=1))
+    picked = cloud.farthest_point_down_sample(k)
+    return np.sort(np.asarray(picked.colors)[:, 0].astype(np.int64))
+
+
+def voxel_thin(xyz: np.ndarray, k: int) -> np.ndarray:
+    """Indices of at most k points, the first one of each voxel, with the smallest voxel that fits.
+
+    Used only where exact FPS is unaffordable; like FPS it spreads the points evenly.
+    """
+    origin = xyz.min(axis=0)
+
+    def firsts(size: float) -> np.ndarray:
+        keys = np.floor((xyz - origin) / size).astype(np.int64)
+        return np.unique(keys, axis=0, return_index=True)[1]
+
+    lo, hi = 0.0, float(np.ptp(xyz, axis=0).max()) or 1.0
+    best = firsts(hi)
+    for _ in range(30):  # bisection on the voxel size
+        mid = (lo + hi) / 2
+        picked = firsts(mid)
+        if len(picked) > k:
+            lo = mid
+        else:
+            hi, best = mid, picked
+    return np.sort(best)
+
+
+def _resize(channel: np.ndarray, size: int, resample: int) -> np.ndarray:
+    """Resize one float32 channel with PIL (nearest / bilinear)."""
+    return np.asarray(Image.fromarray(channel.astype(np.float32), mode="F").resize((size, size), resample))
+
+
+def pad_resize_grid(xyz: np.ndarray, rgb: np.ndarray | None, gt: np.ndarray, keep: np.ndarray,
+                    size: int, multiple: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Zero-pad (H, W) grids to a square of side max(ceil(H), ceil(W)) to `multiple`, resize to `size`.
+
+    Returns xyz (size, size, 3), rgb (size, size, 3) or None, gt (size, size) bool and keep (size, size).
+    Removed cells are zero in xyz and black in rgb before resizing, as in the code's preprocessing.
+    """
+    h, w = keep.shape
+    side = int(max(np.ceil(h / multiple), np.ceil(w / multiple)) * multiple)
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        out = np.zeros((side, side, *a.shape[2:]), a.dtype)
+        out[:h, :w] = a
+        return out
+
+    xyz = np.where(keep[..., None], xyz, 0).astype(np.float32)
+    xyz_r = np.stack([_resize(pad(xyz[..., c]), size, Image.NEAREST) for c in range(3)], axis=-1)
+    keep_r = _resize(pad(keep.astype(np.float32)), size, Image.NEAREST) > 0.5
+    gt_r = _resize(pad(gt.astype(np.float32)), size, Image.BILINEAR) > 0.5
+    rgb_r = None
+    if rgb is not None:
+        black = np.where(keep[..., None], rgb, 0).astype(np.uint8)
+        rgb_r = np.asarray(Image.fromarray(pad(black), mode="RGB").resize((size, size), Image.BICUBIC))
+    return xyz_r, rgb_r, gt_r, keep_r
+
+
+def clean_sample(sample: Sample, cfg: CleanConfig) -> Cleaned:
+    """Run the clean steps on one sample (pure: arrays in, arrays out).
+
+    Raises:
+        SampleError: nothing valid is left; the message names the source file.
+    """
+    xyz = np.asarray(sample.points, np.float32)
+    keep = valid_points(xyz)
+    if not keep.any():
+        raise SampleError(sample.ref.source, "no valid points (all zero, NaN or inf)")
+    spacing = median_spacing(xyz[keep], cfg.seed)
+    scale = spacing / cfg.ref_spacing if cfg.units == "relative" and spacing > 0 else 1.0
+    if cfg.plane != "none":
+        fit = keep.copy()
+        if cfg.plane == "border" and sample.organized:
+            fit &= border_mask(sample.grid_shape, cfg.border_px).reshape(-1)
+        idx = np.flatnonzero(keep)
+        keep[idx] = remove_plane(xyz[idx], fit[idx], cfg, scale)
+    if cfg.dbscan and keep.any():
+        idx = np.flatnonzero(keep)
+        keep[idx] = largest_cluster(xyz[idx], cfg, scale)
+    if not keep.any():
+        raise SampleError(sample.ref.source, "no valid points after cleaning")
+    if sample.organized and cfg.grid_size:
+        return _resampled_grid(sample, xyz, keep, cfg)
+    idx = np.flatnonzero(keep)
+    if not sample.organized and cfg.max_points and len(idx) > cfg.max_points:
+        idx = idx[farthest_points(xyz[idx], cfg.max_points, cfg.seed)]
+    return Cleaned(
+        xyz=xyz[idx], label=(sample.labels[idx] > 0).astype(np.uint8),
+        rgb=None if sample.rgb is None else sample.rgb[idx].astype(np.uint8),
+        grid=None if sample.grid is None else sample.grid[idx].astype(np.int32),
+        grid_shape=sample.grid_shape)
+
+
+def border_mask(shape: tuple[int, int], px: int) -> np.ndarray:
+    """(H, W) bool: True within `px` cells of the grid's edge."""
+    mask = np.ones(shape, bool)
+    mask[px:-px or None, px:-px or None] = False
+    return mask
+
+
+def _resampled_grid(sample: Sample, xyz: np.ndarray, keep: np.ndarray, cfg: CleanConfig) -> Cleaned:
+    h, w = sample.grid_shape
+    rgb = None if sample.rgb is None else sample.rgb.reshape(h, w, 3)
+    xyz_r, rgb_r, gt_r, keep_r = pad_resize_grid(
+        xyz.reshape(h, w, 3), rgb, sample.labels.reshape(h, w) > 0, keep.reshape(h, w),
+        cfg.grid_size, cfg.pad_multiple)
+    idx = np.flatnonzero(keep_r.reshape(-1) & valid_points(xyz_r.reshape(-1, 3)))
+    if len(idx) == 0:
+        raise SampleError(sample.ref.source, "no valid points after resizing the grid")
+    return Cleaned(
+        xyz=xyz_r.reshape(-1, 3)[idx], label=gt_r.reshape(-1)[idx].astype(np.uint8),
+        rgb=None if rgb_r is None else rgb_r.reshape(-1, 3)[idx],
+        grid=idx.astype(np.int32), grid_shape=(cfg.grid_size, cfg.grid_size))

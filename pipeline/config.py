@@ -1,0 +1,32 @@
+"""Stage configs: defaults per format, overridden by the catalog, validated by field name."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, TypeVar
+
+from .errors import CatalogError
+
+T = TypeVar("T")
+
+
+def build_config(cls: type[T], defaults: dict[str, Any], overrides: dict[str, Any], where: str) -> T:
+    """Make a config dataclass from format defaults and catalog overrides.
+
+    Raises:
+        CatalogError: an override names a field the stage does not have (the message names it).
+    """
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise CatalogError(f"{where}: unknown key {unknown[0]!r}; allowed keys are {sorted(names)}")
+    try:
+        return cls(**{**defaults, **overrides})
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(f"{where}: {exc}") from exc
+
+
+def as_json_dict(config: object) -> dict[str, Any]:
+    """A config dataclass as plain JSON data (tuples become lists), for attrs and fingerprints."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))  # type: ignore[arg-type]

@@ -1,0 +1,230 @@
+"""The `render` stage: a cleaned cloud -> K shaded views and their pixel<->point maps (METHOD.md §2).
+
+For each view v (STORE.md `render/<fp>`):
+1. the camera: the cloud is centred on its bounding-box centre, turned by `pre_rotation` then by the
+   view's rotation (both in the code's Open3D frame: y up, looking down -z), and seen by a pinhole
+   camera `camera_distance` bounding-sphere radii away, so every view has the same scale;
+2. ownership (`pix2pt`) from the backend: each point is a splat whose pixel radius is
+   focal * (`splat_radius` * spacing) / depth, clipped to `splat_max_px`; the nearest covering
+   point owns the pixel;
+3. visibility: `surface` (default) - a point is visible when its centre pixel is in the image and
+   its depth is within eps (= `eps_factor` * spacing) of that pixel's owner; `paper` - the code's
+   rule, points compete for their centre pixel only and the nearest one is visible;
+4. `pt2pix` = centre pixel of visible points, -1 otherwise; `mask2d` = label of each pixel's owner;
+5. the image: white background, grey points shaded by a headlight, |n . l| (two-sided, because
+   estimated normals are unoriented).
+Spacing is the median nearest-neighbour distance of the cleaned cloud.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from .geometry import median_spacing, rotation, unique_rows
+from .renderers import get_backend, project
+from .renderers.base import Backend, Camera
+from .renderers.splat import splat_owners
+
+VERSION = 1
+View = tuple[str, float]
+
+#: The code's flip from the sensor frame into Open3D's camera frame (and back into ours).
+FLIP_X: View = ("x", 180.0)
+VIEW_PRESETS: dict[str, dict[str, list[View]]] = {
+    "mvtec3d": {"pre_rotation": [FLIP_X],
+                "views": [("x", -45), ("x", -15), ("x", 0), ("x", 15), ("x", 45),
+                          ("y", -30), ("y", -15), ("y", 15), ("y", 30)]},
+    "eyecandies": {"pre_rotation": [("x", 45)],
+                   "views": [("x", -30), ("x", -15), ("x", 0), ("x", 10), ("x", 20),
+                             ("y", -30), ("y", -15), ("y", 15), ("y", 30)]},
+    "real3d": {"pre_rotation": [FLIP_X], "views": [("x", float(a)) for a in range(-144, 145, 36)]},
+}
+VIEW_PRESETS["files"] = VIEW_PRESETS["real3d"]
+
+
+def _views(value: object) -> tuple[View, ...]:
+    """Normalise `[[axis, degrees], ...]` from YAML into a tuple of (axis, float) pairs."""
+    out = []
+    for item in value:  # type: ignore[union-attr]
+        if not (isinstance(item, (list, tuple)) and len(item) == 2 and item[0] in ("x", "y", "z")):
+            raise ValueError(f"a view is [axis, degrees] with axis x, y or z; got {item!r}")
+        out.append((str(item[0]), float(item[1])))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Everything that changes the render stage's output (all of it is fingerprinted)."""
+
+    views: tuple[View, ...] = field(default_factory=lambda: tuple(VIEW_PRESETS["mvtec3d"]["views"]))
+    pre_rotation: tuple[View, ...] = (FLIP_X,)
+    image_size: int = 336
+    visibility: str = "surface"  # surface | paper
+    eps_factor: float = 2.0
+    splat_radius: float = 1.0
+    splat_max_px: float = 4.0
+    camera_distance: float = 3.0
+    fill: float = 0.95
+    backend: str = "splat"
+    grey: float = 0.7
+    ambient: float = 0.3
+    normals_knn: int = 16
+    version: int = VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "views", _views(self.views))
+        object.__setattr__(self, "pre_rotation", _views(self.pre_rotation))
+        if not self.views:
+            raise ValueError("views: at least one view is needed")
+        if self.visibility not in ("surface", "paper"):
+            raise ValueError(f"visibility must be surface or paper, got {self.visibility!r}")
+        if self.camera_distance <= 1:
+            raise ValueError("camera_distance must exceed 1 (bounding-sphere radii)")
+
+
+def format_defaults(fmt: str) -> dict[str, object]:
+    """The per-format view lists of METHOD.md §2."""
+    preset = VIEW_PRESETS[fmt]
+    return {"views": tuple(preset["views"]), "pre_rotation": tuple(preset["pre_rotation"])}
+
+
+@dataclass
+class Rendered:
+    """One sample's render outputs, by their STORE.md names."""
+
+    image: np.ndarray  # (V, H, W, 3) uint8
+    mask2d: np.ndarray  # (V, H, W) uint8
+    pix2pt: np.ndarray  # (V, H, W) int32
+    camera: np.ndarray  # (V, 3, 4) float32
+    eps: np.float32
+    pt2pix: np.ndarray  # (n, V) int32
+    rgb_image: np.ndarray | None = None  # (H, W, 3) uint8
+    rgb_pix: np.ndarray | None = None  # (n,) int32
+
+
+def cameras(xyz: np.ndarray, cfg: RenderConfig) -> list[Camera]:
+    """One pinhole camera per view, all at the same distance and focal length."""
+    pts = np.asarray(xyz, np.float64)
+    centre = (pts.min(0) + pts.max(0)) / 2
+    radius = float(np.linalg.norm(pts - centre, axis=1).max()) or 1.0
+    size = cfg.image_size
+    focal = cfg.fill * (size / 2) * np.sqrt(cfg.camera_distance ** 2 - 1)
+    K = np.array([[focal, 0, (size - 1) / 2], [0, focal, (size - 1) / 2], [0, 0, 1]])  # noqa: N806
+    pre = np.eye(3)
+    for axis, deg in cfg.pre_rotation:
+        pre = rotation(axis, deg) @ pre
+    to_cv = rotation(*FLIP_X)
+    out = []
+    for axis, deg in cfg.views:
+        R = to_cv @ rotation(axis, deg) @ pre  # noqa: N806
+        t = -R @ centre + np.array([0, 0, cfg.camera_distance * radius])
+        out.append(Camera(K=K, R=R, t=t, width=size, height=size))
+    return out
+
+
+def estimate_normals(xyz: np.ndarray, knn: int) -> np.ndarray:
+    """Unoriented unit normals from the k nearest distinct neighbours (Open3D)."""
+    import open3d as o3d
+
+    uniq, inverse = unique_rows(np.asarray(xyz, np.float64))
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(uniq))
+    if len(uniq) >= 3:
+        cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=min(knn, len(uniq))))
+        normals = np.asarray(cloud.normals)
+    else:
+        normals = np.tile([0.0, 0.0, 1.0], (len(uniq), 1))
+    return normals[inverse.reshape(-1)]
+
+
+def shade(xyz: np.ndarray, normals: np.ndarray, cam: Camera, cfg: RenderConfig) -> np.ndarray:
+    """(n,) uint8 grey level of each point under a headlight (light at the camera)."""
+    p_cam = xyz @ cam.R.T + cam.t
+    to_cam = -p_cam / np.maximum(np.linalg.norm(p_cam, axis=1, keepdims=True), 1e-12)
+    lambert = np.abs(np.sum((normals @ cam.R.T) * to_cam, axis=1))
+    level = cfg.grey * (cfg.ambient + (1 - cfg.ambient) * lambert)
+    return np.clip(np.rint(255 * level), 0, 255).astype(np.uint8)
+
+
+def visibility(proj_centre: np.ndarray, depth: np.ndarray, owners: np.ndarray, eps: float) -> np.ndarray:
+    """`surface` rule: centre pixel in the image and depth <= owner's depth + eps."""
+    vis = np.zeros(len(depth), bool)
+    inside = np.flatnonzero(proj_centre >= 0)
+    own = owners[proj_centre[inside]]
+    ok = own >= 0
+    vis[inside[ok]] = depth[inside[ok]] <= depth[own[ok]] + eps
+    vis[inside[~ok]] = True  # no owner at all can only come from a GL backend's rounding: keep the point
+    return vis
+
+
+def paper_visibility(proj, height: int, width: int) -> np.ndarray:  # noqa: ANN001
+    """`paper` rule: the nearest point of each centre pixel is visible, no splats."""
+    own0 = splat_owners(proj, np.zeros(len(proj.depth)), height, width)
+    vis = np.zeros(len(proj.depth), bool)
+    inside = np.flatnonzero(proj.centre >= 0)
+    vis[inside] = own0[proj.centre[inside]] == inside
+    return vis
+
+
+def rgb_registration(rgb: np.ndarray, grid: np.ndarray, grid_shape: tuple[int, int],
+                     size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The registered RGB image (black where no point was kept) resized to `size`, and each point's pixel."""
+    gh, gw = grid_shape
+    img = np.zeros((gh * gw, 3), np.uint8)
+    img[grid] = rgb
+    img = img.reshape(gh, gw, 3)
+    if (gh, gw) == (size, size):
+        return img, grid.astype(np.int32)
+    img = np.asarray(Image.fromarray(img, mode="RGB").resize((size, size), Image.BICUBIC))
+    gy, gx = np.divmod(grid.astype(np.int64), gw)
+    y = np.minimum(((gy + 0.5) * size / gh).astype(np.int64), size - 1)
+    x = np.minimum(((gx + 0.5) * size / gw).astype(np.int64), size - 1)
+    return img, (y * size + x).astype(np.int32)
+
+
+def render_sample(points: dict[str, np.ndarray], cfg: RenderConfig, grid_shape: tuple[int, int] | None = None,
+                  backend: Backend | None = None) -> Rendered:
+    """Render one cleaned sample (pure apart from the backend's GL context).
+
+    Args:
+        points: the clean stage's `points/<r>/*` arrays (`xyz`, `label`, optional `rgb`, `grid`).
+        cfg: the render config.
+        grid_shape: the organized grid `grid` indexes, for the registered RGB image.
+        backend: defaults to the process-wide instance of `cfg.backend`.
+    """
+    backend = backend or get_backend(cfg.backend)
+    xyz = np.asarray(points["xyz"], np.float32).astype(np.float64)
+    labels = np.asarray(points["label"]) > 0
+    size = cfg.image_size
+    spacing = median_spacing(xyz) or 1e-6
+    eps = np.float32(cfg.eps_factor * spacing)
+    normals = estimate_normals(xyz, cfg.normals_knn)
+    cams = cameras(xyz, cfg)
+    v_count = len(cams)
+    image = np.full((v_count, size * size, 3), 255, np.uint8)
+    mask2d = np.zeros((v_count, size * size), np.uint8)
+    pix2pt = np.empty((v_count, size * size), np.int32)
+    pt2pix = np.full((len(xyz), v_count), -1, np.int32)
+    for v, cam in enumerate(cams):
+        proj = project(xyz, cam.P, size, size)
+        radius = np.clip(cam.K[0, 0] * cfg.splat_radius * spacing / np.maximum(proj.depth, 1e-12),
+                         0.0, cfg.splat_max_px)
+        owners = backend.owners(xyz, cam, proj, radius)
+        pix2pt[v] = owners
+        fg = owners >= 0
+        image[v, fg] = shade(xyz, normals, cam, cfg)[owners[fg]][:, None]
+        mask2d[v, fg] = labels[owners[fg]]
+        if cfg.visibility == "surface":
+            vis = visibility(proj.centre, proj.depth, owners, float(eps))
+        else:
+            vis = paper_visibility(proj, size, size)
+        pt2pix[vis, v] = proj.centre[vis]
+    out = Rendered(
+        image=image.reshape(v_count, size, size, 3), mask2d=mask2d.reshape(v_count, size, size),
+        pix2pt=pix2pt.reshape(v_count, size, size), camera=np.stack([c.P for c in cams]).astype(np.float32),
+        eps=eps, pt2pix=pt2pix)
+    if "rgb" in points and "grid" in points and grid_shape is not None:
+        out.rgb_image, out.rgb_pix = rgb_registration(points["rgb"], points["grid"], grid_shape, size)
+    return out

@@ -1,0 +1,109 @@
+"""Rows x stage -> tasks: serial in-process, or parallel with dask.distributed; resume and progress.
+
+A task is a module-level function `task(job) -> (row, error)` that reads its inputs, computes,
+writes its row and marks it done itself, so the driver only collects one-line outcomes. Rows that
+are already done are never submitted (the resume rule). A worker that dies (segfault, out of memory)
+fails only its own row.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm import tqdm
+
+Task = Callable[[dict[str, Any]], tuple[int, str]]
+
+
+@dataclass
+class RunReport:
+    """What a stage run did: counts, and every failed row with its reason."""
+
+    stage: str
+    fingerprint: str
+    url: str
+    total: int
+    skipped: int = 0
+    succeeded: int = 0
+    failures: list[tuple[int, str, str]] = field(default_factory=list)  # (row, id, error)
+
+    @property
+    def done(self) -> int:
+        """Rows done after this run (skipped ones included)."""
+        return self.skipped + self.succeeded
+
+    def exit_code(self, strict: bool) -> int:
+        """Non-zero when `strict` and any row failed, or when nothing at all succeeded."""
+        if self.total and self.done == 0:
+            return 1
+        return 1 if strict and self.failures else 0
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: the project's own errors as they are, others with their type."""
+    from .errors import PointadError
+
+    text = str(exc) if isinstance(exc, PointadError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
+
+
+@contextmanager
+def _client(workers: int, scheduler: str | None):  # noqa: ANN202 - a dask Client
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    # The Nanny's MALLOC_TRIM_THRESHOLD_ doubles numpy-heavy task time (ENVIRONMENT.md): unset it.
+    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                     "distributed.worker.daemon": False})
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+def default_workers() -> int:
+    """One worker per core."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def run_tasks(task: Task, jobs: Sequence[dict[str, Any]], *, workers: int, scheduler: str | None,
+              desc: str, on_failure: Callable[[int, str], None]) -> dict[int, str]:
+    """Run `task` over `jobs`; return {row: error} ('' on success), reporting failures as they come.
+
+    `workers == 0` runs in this process, one row after another (debugging, tiny runs, tests).
+    """
+    outcomes: dict[int, str] = {}
+    bar = tqdm(total=len(jobs), desc=desc, unit="sample", file=sys.stderr, dynamic_ncols=True,
+               disable=not jobs)
+
+    def record(row: int, error: str) -> None:
+        outcomes[row] = error
+        if error:
+            on_failure(row, error)
+        bar.update(1)
+
+    try:
+        if workers == 0 and not scheduler:
+            for job in jobs:
+                record(*task(job))
+            return outcomes
+        from dask.distributed import as_completed
+
+        with _client(workers, scheduler) as client:
+            futures = {client.submit(task, job, pure=False, key=f"{desc}-{job['row']}"): job["row"] for job in jobs}
+            for future in as_completed(futures):
+                try:
+                    record(*future.result())
+                except Exception as exc:  # the worker itself died: fail this row only
+                    record(futures[future], f"worker failed: {one_line(exc)}")
+        return outcomes
+    finally:
+        bar.close()

@@ -1,0 +1,39 @@
+"""Shared fixtures: no test touches a real cache or dataset; synthetic trees are built once per run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKER = ROOT.parent / "shared" / "tools" / "check_cache.py"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every test in its own folder, so relative cache paths never hit the project's cache."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic dataset in both layouts (shared by the whole run; never modified)."""
+    from pointad_pipe.pipeline.loaders.synthetic import make_synthetic
+
+    out = tmp_path_factory.mktemp("synthetic")
+    make_synthetic(out, seed=0, n_train=1, n_test_good=1, n_test_per_defect=1)
+    return out
+
+
+def write_catalog(folder: Path, datasets: dict, cache: str = "cache") -> Path:
+    """Write a catalog file into `folder` and return its path."""
+    path = folder / "catalog.yaml"
+    path.write_text(yaml.safe_dump({"cache": str(folder / cache), "datasets": datasets}))
+    return path
