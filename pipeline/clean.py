@@ -82,6 +82,9 @@ class Cleaned:
     rgb: np.ndarray | None  # (n, 3) uint8
     grid: np.ndarray | None  # (n,) int32
     grid_shape: tuple[int, int] | None
+    #: (H, W, 3) registered RGB image on the output grid: black where cleaning removed a point (and in
+    #: the padding), original colour elsewhere, sensor holes included, as the code's RGB images are.
+    rgb_grid: np.ndarray | None = None
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The per-point arrays by their STORE.md names."""
@@ -179,11 +182,13 @@ def _resize(channel: np.ndarray, size: int, resample: int) -> np.ndarray:
 
 
 def pad_resize_grid(xyz: np.ndarray, rgb: np.ndarray | None, gt: np.ndarray, keep: np.ndarray,
-                    size: int, multiple: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+                    removed: np.ndarray, size: int,
+                    multiple: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
     """Zero-pad (H, W) grids to a square of side max(ceil(H), ceil(W)) to `multiple`, resize to `size`.
 
     Returns xyz (size, size, 3), rgb (size, size, 3) or None, gt (size, size) bool and keep (size, size).
-    Removed cells are zero in xyz and black in rgb before resizing, as in the code's preprocessing.
+    Cells not kept are zero in xyz; cells that cleaning `removed` are black in rgb, as in the code's
+    preprocessing (sensor holes keep their colour).
     """
     h, w = keep.shape
     side = int(max(np.ceil(h / multiple), np.ceil(w / multiple)) * multiple)
@@ -199,7 +204,7 @@ def pad_resize_grid(xyz: np.ndarray, rgb: np.ndarray | None, gt: np.ndarray, kee
     gt_r = _resize(pad(gt.astype(np.float32)), size, Image.BILINEAR) > 0.5
     rgb_r = None
     if rgb is not None:
-        black = np.where(keep[..., None], rgb, 0).astype(np.uint8)
+        black = np.where(removed[..., None], 0, rgb).astype(np.uint8)
         rgb_r = np.asarray(Image.fromarray(pad(black), mode="RGB").resize((size, size), Image.BICUBIC))
     return xyz_r, rgb_r, gt_r, keep_r
 
@@ -228,15 +233,19 @@ def clean_sample(sample: Sample, cfg: CleanConfig) -> Cleaned:
     if not keep.any():
         raise SampleError(sample.ref.source, "no valid points after cleaning")
     if sample.organized and cfg.grid_size:
-        return _resampled_grid(sample, xyz, keep, cfg)
+        return _resampled_grid(sample, xyz, keep, valid_points(xyz) & ~keep, cfg)
     idx = np.flatnonzero(keep)
     if not sample.organized and cfg.max_points and len(idx) > cfg.max_points:
         idx = idx[farthest_points(xyz[idx], cfg.max_points, cfg.seed)]
+    rgb_grid = None
+    if sample.organized and sample.rgb is not None:
+        removed = valid_points(xyz) & ~keep
+        rgb_grid = np.where(removed[:, None], 0, sample.rgb).astype(np.uint8).reshape(*sample.grid_shape, 3)
     return Cleaned(
         xyz=xyz[idx], label=(sample.labels[idx] > 0).astype(np.uint8),
         rgb=None if sample.rgb is None else sample.rgb[idx].astype(np.uint8),
         grid=None if sample.grid is None else sample.grid[idx].astype(np.int32),
-        grid_shape=sample.grid_shape)
+        grid_shape=sample.grid_shape, rgb_grid=rgb_grid)
 
 
 def border_mask(shape: tuple[int, int], px: int) -> np.ndarray:
@@ -246,11 +255,12 @@ def border_mask(shape: tuple[int, int], px: int) -> np.ndarray:
     return mask
 
 
-def _resampled_grid(sample: Sample, xyz: np.ndarray, keep: np.ndarray, cfg: CleanConfig) -> Cleaned:
+def _resampled_grid(sample: Sample, xyz: np.ndarray, keep: np.ndarray, removed: np.ndarray,
+                    cfg: CleanConfig) -> Cleaned:
     h, w = sample.grid_shape
     rgb = None if sample.rgb is None else sample.rgb.reshape(h, w, 3)
     xyz_r, rgb_r, gt_r, keep_r = pad_resize_grid(
-        xyz.reshape(h, w, 3), rgb, sample.labels.reshape(h, w) > 0, keep.reshape(h, w),
+        xyz.reshape(h, w, 3), rgb, sample.labels.reshape(h, w) > 0, keep.reshape(h, w), removed.reshape(h, w),
         cfg.grid_size, cfg.pad_multiple)
     idx = np.flatnonzero(keep_r.reshape(-1) & valid_points(xyz_r.reshape(-1, 3)))
     if len(idx) == 0:
@@ -258,4 +268,4 @@ def _resampled_grid(sample: Sample, xyz: np.ndarray, keep: np.ndarray, cfg: Clea
     return Cleaned(
         xyz=xyz_r.reshape(-1, 3)[idx], label=gt_r.reshape(-1)[idx].astype(np.uint8),
         rgb=None if rgb_r is None else rgb_r.reshape(-1, 3)[idx],
-        grid=idx.astype(np.int32), grid_shape=(cfg.grid_size, cfg.grid_size))
+        grid=idx.astype(np.int32), grid_shape=(cfg.grid_size, cfg.grid_size), rgb_grid=rgb_r)

@@ -64,7 +64,7 @@ class RenderConfig:
     image_size: int = 336
     visibility: str = "surface"  # surface | paper
     eps_factor: float = 2.0
-    splat_radius: float = 1.0
+    splat_radius: float = 1.5
     splat_max_px: float = 4.0
     camera_distance: float = 3.0
     fill: float = 0.95
@@ -168,30 +168,28 @@ def paper_visibility(proj, height: int, width: int) -> np.ndarray:  # noqa: ANN0
     return vis
 
 
-def rgb_registration(rgb: np.ndarray, grid: np.ndarray, grid_shape: tuple[int, int],
-                     size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The registered RGB image (black where no point was kept) resized to `size`, and each point's pixel."""
-    gh, gw = grid_shape
-    img = np.zeros((gh * gw, 3), np.uint8)
-    img[grid] = rgb
-    img = img.reshape(gh, gw, 3)
+def rgb_registration(rgb_grid: np.ndarray, grid: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The registered RGB image resized to `size` (bicubic), and the pixel each point falls on."""
+    gh, gw = rgb_grid.shape[:2]
     if (gh, gw) == (size, size):
-        return img, grid.astype(np.int32)
-    img = np.asarray(Image.fromarray(img, mode="RGB").resize((size, size), Image.BICUBIC))
+        return np.ascontiguousarray(rgb_grid, np.uint8), grid.astype(np.int32)
+    img = np.asarray(Image.fromarray(np.ascontiguousarray(rgb_grid, np.uint8), mode="RGB").resize(
+        (size, size), Image.BICUBIC))
     gy, gx = np.divmod(grid.astype(np.int64), gw)
     y = np.minimum(((gy + 0.5) * size / gh).astype(np.int64), size - 1)
     x = np.minimum(((gx + 0.5) * size / gw).astype(np.int64), size - 1)
     return img, (y * size + x).astype(np.int32)
 
 
-def render_sample(points: dict[str, np.ndarray], cfg: RenderConfig, grid_shape: tuple[int, int] | None = None,
+def render_sample(points: dict[str, np.ndarray], cfg: RenderConfig, rgb_grid: np.ndarray | None = None,
                   backend: Backend | None = None) -> Rendered:
     """Render one cleaned sample (pure apart from the backend's GL context).
 
     Args:
         points: the clean stage's `points/<r>/*` arrays (`xyz`, `label`, optional `rgb`, `grid`).
         cfg: the render config.
-        grid_shape: the organized grid `grid` indexes, for the registered RGB image.
+        rgb_grid: the registered RGB image on the grid that `points["grid"]` indexes (organized
+            sources with colour), resized into `rgb_image`.
         backend: defaults to the process-wide instance of `cfg.backend`.
     """
     backend = backend or get_backend(cfg.backend)
@@ -225,6 +223,6 @@ def render_sample(points: dict[str, np.ndarray], cfg: RenderConfig, grid_shape: 
         image=image.reshape(v_count, size, size, 3), mask2d=mask2d.reshape(v_count, size, size),
         pix2pt=pix2pt.reshape(v_count, size, size), camera=np.stack([c.P for c in cams]).astype(np.float32),
         eps=eps, pt2pix=pt2pix)
-    if "rgb" in points and "grid" in points and grid_shape is not None:
-        out.rgb_image, out.rgb_pix = rgb_registration(points["rgb"], points["grid"], grid_shape, size)
+    if rgb_grid is not None and "grid" in points:
+        out.rgb_image, out.rgb_pix = rgb_registration(rgb_grid, points["grid"], size)
     return out

@@ -110,6 +110,8 @@ def clean_task(job: dict[str, Any]) -> tuple[int, str]:
         store.write_row(grp, row, {}, out.arrays())
         if out.grid_shape is not None:
             grp[f"points/{row}/grid"].attrs["grid_shape"] = list(out.grid_shape)
+        if out.rgb_grid is not None:  # beyond STORE.md's list: the registered RGB image for `render`
+            grp.create_array(f"rgb_grid/{row}", data=out.rgb_grid, overwrite=True)
         store.mark_done(grp, row)
         return row, ""
     except Exception as exc:  # any failure is this row's, never the run's
@@ -150,11 +152,10 @@ def render_task(job: dict[str, Any]) -> tuple[int, str]:
     try:
         clean_grp = store.open_stage(job["url"], "clean", job["clean_fp"])
         points = store.read_points(clean_grp, row)
-        grid_shape = None
-        if "grid" in points:
-            grid_shape = tuple(clean_grp[f"points/{row}/grid"].attrs.get("grid_shape") or
-                               clean_grp.attrs.get("grid_shape"))
-        out = render_sample(points, RenderConfig(**job["config"]), grid_shape=grid_shape)
+        rgb_grid = None
+        if job["rgb"] and f"rgb_grid/{row}" in clean_grp:
+            rgb_grid = np.asarray(clean_grp[f"rgb_grid/{row}"][:])
+        out = render_sample(points, RenderConfig(**job["config"]), rgb_grid=rgb_grid)
         rows = {"image": out.image, "mask2d": out.mask2d, "pix2pt": out.pix2pt, "camera": out.camera, "eps": out.eps}
         per_point = {"pt2pix": out.pt2pix}
         if job["rgb"] and out.rgb_image is not None:
@@ -221,7 +222,7 @@ def run_render(catalog: Catalog, entry: DatasetEntry, opts: RunOptions,
 
 def _run(stage: str, grp: Any, fp: str, url: str, refs: list[SampleRef], jobs: list[dict[str, Any]],
          task: Any, opts: RunOptions) -> RunReport:
-    report = RunReport(stage=stage, fingerprint=fp, url=url, total=len(refs), skipped=len(refs) - len(jobs))
+    report = RunReport(stage=stage, fingerprint=fp, url=url, total=len(refs), skipped=int(store.done_mask(grp).sum()))
 
     def failed(row: int, error: str) -> None:
         store.mark_error(grp, row, error)

@@ -8,7 +8,7 @@ alone with `build_mvtec_sample(cls, defect, sample_rng(...))`.
 
 MVTec-style scenes (metres): an orthographic structured-light scan along the table normal, so the
 range image is an exact height field over the table plane. The table is tilted 1-4° in the camera
-frame, 0.42-0.48 m away, and fills the image border; the object (56-79 mm across) is centred with
+frame, 0.42-0.48 m away, and fills the image border; the object (53-79 mm across) is centred with
 random yaw, scale and offset. Noise is Gaussian (0.1-0.2 mm) along the viewing ray. Missing cells,
 (0, 0, 0), are random dropouts (1-3 %), depth edges and projector shadows, all computed from the
 defect-free scene, so a defect changes nothing outside its own footprint.
@@ -16,10 +16,16 @@ defect-free scene, so a defect changes nothing outside its own footprint.
 Ground-truth rule (MVTec gt png, Real3D gt txt): a cell or point is anomalous exactly when the
 defect changed its surface, i.e. where its displacement is non-zero. Bump/dent/bulge/sink use a
 Gaussian cut at 5 % of its peak (`gaussian_bump`), so the footprint is the disk where the Gaussian
-exceeds 5 % of its peak; a hole is a disk whose floor drops to 30 % of the local height (you see
-into it, or the table); a crack is a groove > 0 within width/2 of a bent line; "colour" recolours a
-disk and leaves xyz untouched. Footprints lie entirely on moderately flat, visible object cells.
+exceeds 5 % of its peak; a hole is a disk whose floor drops 4-7 mm (at most to 30 % of the local
+height), showing its inner surface; a crack is a groove > 0 within width/2 of a bent line; "colour"
+recolours a disk and leaves xyz untouched. Sizes are 4-20 % of the object (at least ~1 pixel on
+coarse grids), and footprints lie entirely on visible object cells with slope < 1.5 that stand
+>= 6 mm (plus the dent depth) above the table, so they survive the plane cut of METHOD.md.
 The gt value encodes the kind (`GT_VALUES`); loaders binarise with > 0.
+
+Real3D-style clouds (millimetres): templates are 6000 points over the whole closed surface; test
+scans keep the points a scanner on +z sees (facing it, on top in a z-buffer), about 4500; bulge and
+sink move 2-6 % of them by 1.5-3 mm along the normal. Noise is 0.01 mm (templates), 0.03 mm (scans).
 """
 
 from __future__ import annotations
@@ -35,10 +41,8 @@ import tifffile
 from PIL import Image
 from scipy.ndimage import distance_transform_edt
 
-from .synthetic_shapes import (
-    SHAPES, axis_rotation, gaussian_bump, groove, polyline_distance, random_rotation, sample_surface,
-    surface_area,
-)
+from . import synthetic_shapes as shp
+from .synthetic_shapes import SHAPES
 
 SYNTHETIC_CLASSES: tuple[str, ...] = tuple(SHAPES)
 DEFECTS: tuple[str, ...] = ("bump", "dent", "hole", "crack", "colour")
@@ -59,8 +63,8 @@ def sample_rng(seed: int, *keys: str | int) -> np.random.Generator:
 def scene_pitch(size: tuple[int, int]) -> float:
     """Grid spacing (m) so that the largest object fits inside a 12-pixel margin."""
     m = min(size)
-    if m < 2 * _MARGIN_PX + 16:
-        raise ValueError(f"size {size}: need at least {2 * _MARGIN_PX + 16} pixels on the short side")
+    if m < 48:
+        raise ValueError(f"size {size}: need at least 48 pixels on the short side")
     return max(0.13 / m, _MAX_DIAMETER / (m - 2 * _MARGIN_PX))
 
 
@@ -112,7 +116,7 @@ def _scene(cls: str, size: tuple[int, int], rng: np.random.Generator) -> _Scene:
     xl, yl = (c * (a - t[0]) + s * (b - t[1])) / scale, (-s * (a - t[0]) + c * (b - t[1])) / scale
     h = scale * shape.height(xl, yl)
     tilt = rng.uniform(0, 2 * np.pi)
-    rot = axis_rotation(np.array([np.cos(tilt), np.sin(tilt), 0.0]), np.deg2rad(rng.uniform(1, 4)))
+    rot = shp.axis_rotation(np.array([np.cos(tilt), np.sin(tilt), 0.0]), np.deg2rad(rng.uniform(1, 4)))
     offset = np.array([*rng.uniform(-0.01, 0.01, 2), rng.uniform(0.42, 0.48)])
     noise = rng.normal(0.0, rng.uniform(1e-4, 2e-4), h.shape)
     occluded = _edges(h, p) | _shadows(h, p)
@@ -135,10 +139,10 @@ def _edges(h: np.ndarray, pitch: float) -> np.ndarray:
 
 
 def _shadows(h: np.ndarray, pitch: float, tan_projector: float = 0.25) -> np.ndarray:
-    """Cells the projector (tilted towards +x) cannot light because the object is in the way."""
+    """Cells the projector (14° off the normal, towards -x) cannot light: the object is in the way."""
     out = np.zeros(h.shape, bool)
     for k in range(1, int(np.ceil(h.max() * tan_projector / pitch)) + 1):
-        out[:, k:] |= h[:, :-k] - k * pitch * tan_projector > h[:, k:] + 1e-4
+        out[:, k:] |= h[:, :-k] > h[:, k:] + k * pitch / tan_projector + 1e-4
     return out
 
 
@@ -170,18 +174,20 @@ def _footprint(
         ang = rng.uniform(0, np.pi)
         d, n = np.array([np.cos(ang), np.sin(ang)]), np.array([-np.sin(ang), np.cos(ang)])
         nodes = np.stack([-length / 2 * d, rng.uniform(-0.1, 0.1) * length * n, length / 2 * d])
-        return (lambda c: groove(polyline_distance(sc.a, sc.b, nodes + c), width)), rng.uniform(0.002, 0.004)
+        depth = rng.uniform(0.002, 0.004)
+        return (lambda c: shp.groove(shp.polyline_distance(sc.a, sc.b, nodes + c), width)), depth
     radius = rng.uniform(0.04, 0.07) * size if defect == "hole" else rng.uniform(0.05, 0.09) * size
-    depth = rng.uniform(0.0015, 0.003)
+    radius = max(radius, 1.3 * sc.pitch)  # at least the 5 cells of a plus sign on coarse grids
+    depth = rng.uniform(0.004, 0.007) if defect == "hole" else rng.uniform(0.0015, 0.003)
     if defect in ("bump", "dent"):
-        return (lambda c: gaussian_bump(np.hypot(sc.a - c[0], sc.b - c[1]), radius)), depth
+        return (lambda c: shp.gaussian_bump(np.hypot(sc.a - c[0], sc.b - c[1]), radius)), depth
     return (lambda c: (np.hypot(sc.a - c[0], sc.b - c[1]) < radius).astype(np.float64)), depth
 
 
 def _place(sc: _Scene, defect: str, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """Draw a defect whose whole footprint lies on flat-enough, visible, tall-enough object cells."""
     hb, ha = np.gradient(sc.h, sc.pitch)
-    flat = (sc.h > 0) & ~sc.occluded & (np.hypot(ha, hb) < 1.0)
+    flat = (sc.h > 0) & ~sc.occluded & (np.hypot(ha, hb) < 1.5)
     for attempt in range(8):
         profile_at, depth = _footprint(sc, defect, rng, 0.85**attempt)
         ok = flat & (sc.h >= 0.006 + (depth if defect in ("dent", "crack") else 0.0))
@@ -222,7 +228,7 @@ def build_mvtec_sample(
     elif defect in ("dent", "crack"):
         h, dark = sc.h - depth * prof, (0.6 if defect == "crack" else 1.0)
     elif defect == "hole":
-        h, dark = np.where(cells, 0.3 * sc.h, sc.h), 0.3
+        h, dark = np.where(cells, np.maximum(sc.h - depth, 0.3 * sc.h), sc.h), 0.3
     else:  # colour: a stain far from the object colour, geometry untouched
         stain = np.where(colours > 128, colours - 90, colours + 90)
         colours = np.where(cells[..., None], stain, colours)
@@ -252,6 +258,7 @@ def _visible(pts: np.ndarray, nrm: np.ndarray, spacing: float) -> np.ndarray:
     facing = nrm[:, 2] > 0.05
     cell = 2 * spacing
     _, inv = np.unique(np.floor(pts[:, :2] / cell).astype(np.int64), axis=0, return_inverse=True)
+    inv = inv.ravel()  # numpy 2.0.0 returned it 2-D
     top = np.full(inv.max() + 1, -np.inf)
     np.maximum.at(top, inv[facing], pts[facing, 2])
     return facing & (pts[:, 2] >= top[inv] - 1.5 * cell)
@@ -264,7 +271,7 @@ def _real3d_defect(pts: np.ndarray, nrm: np.ndarray, rng: np.random.Generator) -
     dist = np.linalg.norm(pts - pts[centre], axis=1)
     k = max(8, round(rng.uniform(0.02, 0.06) * len(pts)))
     radius = np.sort(dist[same_side])[min(k, same_side.sum() - 1)]
-    return gaussian_bump(dist, radius) * same_side
+    return shp.gaussian_bump(dist, radius) * same_side
 
 
 def build_real3d_sample(cls: str, kind: str, rng: np.random.Generator) -> Real3DSample:
@@ -272,13 +279,19 @@ def build_real3d_sample(cls: str, kind: str, rng: np.random.Generator) -> Real3D
     if cls not in SHAPES or kind not in ("template", "good", *REAL3D_DEFECTS):
         raise ValueError(f"unknown class/kind {cls!r}/{kind!r}")
     geo_rng, noise_rng, defect_rng = rng.spawn(3)
-    n_full = 6000 if kind == "template" else 10000
-    pts, nrm = sample_surface(cls, n_full, geo_rng)
-    scale, rot = geo_rng.uniform(0.95, 1.05), random_rotation(geo_rng)
-    pts, nrm = scale * pts @ rot.T, nrm @ rot.T
+    scale, rot = geo_rng.uniform(0.95, 1.05), shp.random_rotation(geo_rng)
     offset, view, sigma = geo_rng.uniform(-0.02, 0.02, 3), None, 1e-5
-    if kind != "template":
-        keep = _visible(pts, nrm, scale * np.sqrt(surface_area(cls) / n_full))
+
+    def posed(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pts, nrm = shp.sample_surface(cls, n, geo_rng)
+        pts, nrm = scale * pts @ rot.T, nrm @ rot.T
+        return pts, nrm, _visible(pts, nrm, scale * np.sqrt(shp.surface_area(cls) / n))
+
+    if kind == "template":
+        pts, nrm, _ = posed(6000)
+    else:  # a probe finds the visible fraction of this pose, so every scan keeps about 4500 points
+        n_full = int(np.clip(4500 / max(posed(2000)[2].mean(), 0.05), 6000, 40000))
+        pts, nrm, keep = posed(n_full)
         pts, nrm, view, sigma = pts[keep], nrm[keep], np.array([0.0, 0.0, 1.0]), 3e-5
     labels = np.zeros(len(pts), np.uint8)
     if kind in REAL3D_DEFECTS:
@@ -311,7 +324,9 @@ def _write_mvtec_sample(folder: Path, stem: str, sample: MvtecSample, with_gt: b
         Image.fromarray(sample.gt).save(folder / "gt" / f"{stem}.png", format="PNG")
 
 
-def _write_mvtec_class(root: Path, cls: str, seed: int, counts: dict[str, int], size: tuple[int, int]) -> None:
+def _write_mvtec_class(
+    root: Path, cls: str, seed: int, counts: dict[str, int], size: tuple[int, int]
+) -> None:
     base = root / cls
     base.mkdir(parents=True, exist_ok=True)
     (base / "class_ids.json").write_text(json.dumps({"good": 0, **GT_VALUES}, indent=2) + "\n")
@@ -320,7 +335,7 @@ def _write_mvtec_class(root: Path, cls: str, seed: int, counts: dict[str, int], 
         "xyz tiffs are organized float32 point clouds in metres, (0, 0, 0) where missing.\n"
         f"gt values by defect type: {GT_VALUES}; any non-zero value is a defect.\n"
     )
-    (base / "license.txt").write_text("Synthetic data generated by pointad_pipe; no restrictions (CC0-1.0).\n")
+    (base / "license.txt").write_text("Synthetic data made by pointad_pipe; no restrictions (CC0-1.0).\n")
     jobs = [("train", "good", counts["train"]), ("validation", "good", counts["validation"]),
             ("test", "good", counts["good"]), *(("test", d, counts["defect"]) for d in DEFECTS)]
     for split, defect, n in jobs:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -126,7 +126,9 @@ def _box() -> Shape:
         return patch
 
     patches = tuple(face(a, s) for a in range(3) for s in (-1.0, 1.0))
-    return Shape("box", 0.9 * float(np.hypot(half[0], half[1])), (68, 112, 172), height, implicit, patches)
+    t = np.linspace(0.0, np.pi / 2, 4097)
+    radius = float(np.hypot(half[0] * np.cos(t) ** (2 / k), half[1] * np.sin(t) ** (2 / k)).max()) + 1e-6
+    return Shape("box", radius, (68, 112, 172), height, implicit, patches)
 
 
 def _cone() -> Shape:
@@ -182,7 +184,7 @@ def _can() -> Shape:
 SHAPES: dict[str, Shape] = {s.name: s for s in (_bagel(), _ball(), _box(), _cone(), _can())}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cell_areas(name: str) -> np.ndarray:
     """Areas of every patch's _GRID x _GRID parameter cells, shape (patches, _GRID, _GRID)."""
     g = np.linspace(0.0, 1.0, _GRID + 1)
@@ -191,8 +193,8 @@ def _cell_areas(name: str) -> np.ndarray:
     for patch in SHAPES[name].patches:
         p = patch(u.ravel(), v.ravel()).reshape(_GRID + 1, _GRID + 1, 3)
         a, b, c, d = p[:-1, :-1], p[1:, :-1], p[:-1, 1:], p[1:, 1:]
-        tri = np.linalg.norm(np.cross(b - a, c - a), axis=-1) + np.linalg.norm(np.cross(b - d, c - d), axis=-1)
-        out.append(0.5 * tri)
+        tri = np.cross(b - a, c - a), np.cross(b - d, c - d)
+        out.append(0.5 * (np.linalg.norm(tri[0], axis=-1) + np.linalg.norm(tri[1], axis=-1)))
     return np.stack(out)
 
 

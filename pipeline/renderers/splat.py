@@ -39,7 +39,7 @@ def splat_owners(proj: Projection, radius_px: np.ndarray, height: int, width: in
     best = np.full(height * width, len(order), np.int64)
     ix, iy, rad = proj.ix[order], proj.iy[order], np.asarray(radius_px, np.float64)[order]
     ranks = rank[order]
-    max_r = int(np.floor(max(0.0, float(rad.max()))))
+    max_r = int(np.ceil(max(0.0, float(rad.max()))))
     for dx, dy, dist in zip(*disk_offsets(max_r)):
         sel = rad >= dist if dist > 0 else slice(None)
         x, y, rk = ix[sel] + dx, iy[sel] + dy, ranks[sel]
