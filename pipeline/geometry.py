@@ -51,3 +51,16 @@ def rotation(axis: str, degrees: float) -> np.ndarray:
     if axis == "z":
         return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
     raise ValueError(f"rotation axis must be x, y or z, got {axis!r}")
+
+
+def local_spacing(unique_xyz: np.ndarray, k: int) -> tuple[float, np.ndarray]:
+    """Median nearest-neighbour spacing and, per distinct point, the distance to its k-th neighbour.
+
+    The k-th neighbour distance grows where a scan samples a steep surface sparsely, which is where
+    a splat sized by the median spacing would leave holes.
+    """
+    if len(unique_xyz) < 2:
+        return 0.0, np.zeros(len(unique_xyz))
+    k = min(k, len(unique_xyz) - 1)
+    dist, _ = cKDTree(unique_xyz).query(unique_xyz, k=k + 1)
+    return float(np.median(dist[:, 1])), dist[:, k]

@@ -5,15 +5,16 @@ For each view v (STORE.md `render/<fp>`):
    view's rotation (both in the code's Open3D frame: y up, looking down -z), and seen by a pinhole
    camera `camera_distance` bounding-sphere radii away, so every view has the same scale;
 2. ownership (`pix2pt`) from the backend: each point is a splat whose pixel radius is
-   focal * (`splat_radius` * spacing) / depth, clipped to `splat_max_px`; the nearest covering
-   point owns the pixel;
+   focal * `splat_radius` * s_i / depth, clipped to `splat_max_px`, where s_i is the larger of the
+   median spacing and the point's distance to its `splat_knn`-th neighbour (so steep, sparsely
+   scanned surfaces close too); the nearest covering point owns the pixel;
 3. visibility: `surface` (default) - a point is visible when its centre pixel is in the image and
    its depth is within eps (= `eps_factor` * spacing) of that pixel's owner; `paper` - the code's
    rule, points compete for their centre pixel only and the nearest one is visible;
 4. `pt2pix` = centre pixel of visible points, -1 otherwise; `mask2d` = label of each pixel's owner;
 5. the image: white background, grey points shaded by a headlight, |n . l| (two-sided, because
    estimated normals are unoriented).
-Spacing is the median nearest-neighbour distance of the cleaned cloud.
+Spacing is the median distance between distinct nearest neighbours of the cleaned cloud.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from .geometry import median_spacing, rotation, unique_rows
+from .geometry import local_spacing, rotation, unique_rows
 from .renderers import get_backend, project
 from .renderers.base import Backend, Camera
 from .renderers.splat import splat_owners
@@ -65,7 +66,8 @@ class RenderConfig:
     visibility: str = "surface"  # surface | paper
     eps_factor: float = 2.0
     splat_radius: float = 1.5
-    splat_max_px: float = 4.0
+    splat_knn: int = 4
+    splat_max_px: float = 8.0
     camera_distance: float = 3.0
     fill: float = 0.95
     backend: str = "splat"
@@ -125,18 +127,15 @@ def cameras(xyz: np.ndarray, cfg: RenderConfig) -> list[Camera]:
     return out
 
 
-def estimate_normals(xyz: np.ndarray, knn: int) -> np.ndarray:
-    """Unoriented unit normals from the k nearest distinct neighbours (Open3D)."""
+def estimate_normals(uniq: np.ndarray, knn: int) -> np.ndarray:
+    """Unoriented unit normals of distinct points from their k nearest neighbours (Open3D)."""
     import open3d as o3d
 
-    uniq, inverse = unique_rows(np.asarray(xyz, np.float64))
+    if len(uniq) < 3:
+        return np.tile([0.0, 0.0, 1.0], (len(uniq), 1))
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(uniq))
-    if len(uniq) >= 3:
-        cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=min(knn, len(uniq))))
-        normals = np.asarray(cloud.normals)
-    else:
-        normals = np.tile([0.0, 0.0, 1.0], (len(uniq), 1))
-    return normals[inverse.reshape(-1)]
+    cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=min(knn, len(uniq))))
+    return np.asarray(cloud.normals)
 
 
 def shade(xyz: np.ndarray, normals: np.ndarray, cam: Camera, cfg: RenderConfig) -> np.ndarray:
@@ -196,9 +195,12 @@ def render_sample(points: dict[str, np.ndarray], cfg: RenderConfig, rgb_grid: np
     xyz = np.asarray(points["xyz"], np.float32).astype(np.float64)
     labels = np.asarray(points["label"]) > 0
     size = cfg.image_size
-    spacing = median_spacing(xyz) or 1e-6
+    uniq, inverse = unique_rows(xyz)
+    spacing, kth = local_spacing(uniq, cfg.splat_knn)
+    spacing = spacing or 1e-6
     eps = np.float32(cfg.eps_factor * spacing)
-    normals = estimate_normals(xyz, cfg.normals_knn)
+    splat_world = cfg.splat_radius * np.maximum(kth, spacing)[inverse]
+    normals = estimate_normals(uniq, cfg.normals_knn)[inverse]
     cams = cameras(xyz, cfg)
     v_count = len(cams)
     image = np.full((v_count, size * size, 3), 255, np.uint8)
@@ -207,7 +209,7 @@ def render_sample(points: dict[str, np.ndarray], cfg: RenderConfig, rgb_grid: np
     pt2pix = np.full((len(xyz), v_count), -1, np.int32)
     for v, cam in enumerate(cams):
         proj = project(xyz, cam.P, size, size)
-        radius = np.clip(cam.K[0, 0] * cfg.splat_radius * spacing / np.maximum(proj.depth, 1e-12),
+        radius = np.clip(cam.K[0, 0] * splat_world / np.maximum(proj.depth, 1e-12),
                          0.0, cfg.splat_max_px)
         owners = backend.owners(xyz, cam, proj, radius)
         pix2pt[v] = owners

@@ -49,6 +49,7 @@ DEFECTS: tuple[str, ...] = ("bump", "dent", "hole", "crack", "colour")
 GT_VALUES: dict[str, int] = {"bump": 255, "dent": 254, "hole": 253, "crack": 252, "colour": 251}
 REAL3D_DEFECTS: dict[str, str] = {"bulge": "bump", "sink": "dent"}
 LAYOUTS: tuple[str, ...] = ("mvtec3d", "real3d")
+DEFAULT_SIZE: tuple[int, int] = (256, 320)
 _MARGIN_PX, _MAX_DIAMETER = 12, 0.085  # the object stays this many pixels off the image edge
 _LIGHT = np.array([-0.35, -0.45, 1.0]) / np.linalg.norm([-0.35, -0.45, 1.0])
 
@@ -367,10 +368,13 @@ def make_synthetic(
     n_train: int = 2,
     n_test_good: int = 2,
     n_test_per_defect: int = 1,
-    size: tuple[int, int] = (128, 160),
+    size: tuple[int, int] = DEFAULT_SIZE,
     layouts: Sequence[str] = LAYOUTS,
 ) -> dict[str, Path]:
     """Write synthetic trees `out/mvtec3d/<class>/...` and `out/real3d/<class>/...`.
+
+    The default grid, 256 x 320, pads to 400 x 400 and so shrinks to the 336 x 336 of METHOD.md, as
+    the real scans (800 x 800) do; a grid smaller than 336 would be upsampled into duplicate points.
 
     Existing files with the same names are overwritten; nothing else under `out` is touched.
     Validation gets max(1, n_train // 2) samples. Real3D-AD's "bulge"/"sink" are bump/dent.

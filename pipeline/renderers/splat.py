@@ -28,26 +28,30 @@ def disk_offsets(max_radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def splat_owners(proj: Projection, radius_px: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H*W,) int32 owner map from projected points and per-point splat radii (see module docstring)."""
-    n = len(proj.depth)
+    """(H*W,) int32 owner map from projected points and per-point splat radii (see module docstring).
+
+    Offsets are visited nearest first and points by decreasing radius, so each offset touches only
+    the points whose splat reaches it: the cost follows the total splat area, not n x the largest.
+    """
     front = np.flatnonzero(proj.depth > 0)
     if len(front) == 0:
         return np.full(height * width, -1, np.int32)
-    order = front[np.lexsort((front, proj.depth[front]))]  # by depth, then index
-    rank = np.empty(n, np.int64)
-    rank[order] = np.arange(len(order))
-    best = np.full(height * width, len(order), np.int64)
-    ix, iy, rad = proj.ix[order], proj.iy[order], np.asarray(radius_px, np.float64)[order]
-    ranks = rank[order]
-    max_r = int(np.ceil(max(0.0, float(rad.max()))))
-    for dx, dy, dist in zip(*disk_offsets(max_r)):
-        sel = rad >= dist if dist > 0 else slice(None)
-        x, y, rk = ix[sel] + dx, iy[sel] + dy, ranks[sel]
+    by_depth = front[np.lexsort((front, proj.depth[front]))]  # the z-buffer order: depth, then index
+    rank = np.empty(len(proj.depth), np.int64)
+    rank[by_depth] = np.arange(len(by_depth))
+    rad = np.asarray(radius_px, np.float64)[front]
+    by_radius = front[np.argsort(-rad, kind="stable")]
+    rad_desc = np.asarray(radius_px, np.float64)[by_radius]
+    ix, iy, rk = proj.ix[by_radius], proj.iy[by_radius], rank[by_radius]
+    best = np.full(height * width, len(by_depth), np.int64)
+    for dx, dy, dist in zip(*disk_offsets(int(np.ceil(max(0.0, rad_desc[0]))))):
+        m = len(rk) if dist == 0 else int(np.searchsorted(-rad_desc, -dist, side="right"))
+        x, y = ix[:m] + dx, iy[:m] + dy
         inb = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-        np.minimum.at(best, y[inb] * width + x[inb], rk[inb])
+        np.minimum.at(best, y[inb] * width + x[inb], rk[:m][inb])
     owners = np.full(height * width, -1, np.int32)
-    hit = best < len(order)
-    owners[hit] = order[best[hit]]
+    hit = best < len(by_depth)
+    owners[hit] = by_depth[best[hit]]
     return owners
 
 

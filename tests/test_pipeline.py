@@ -1,0 +1,217 @@
+"""The clean and render stages end to end: the cache contract, resume, bad input, crash safety."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from typer.testing import CliRunner
+
+from pointad_pipe.cli.main import app
+
+from .conftest import CHECKER, write_catalog
+
+SYNTH = {"clean": {"units": "absolute"}}  # the synthetic scanner's metre-valued scene (see data_catalog.yaml)
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def check_cache(cache: Path, dataset: str) -> str:
+    proc = subprocess.run([sys.executable, str(CHECKER), str(cache), dataset], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def groups(cache: Path, dataset: str, stage: str) -> list[zarr.Group]:
+    root = zarr.open_group(str(cache / f"{dataset}.zarr"), mode="r")
+    return sorted((g for _, g in root[stage].groups()), key=lambda g: g.attrs["created_utc"])
+
+
+@pytest.fixture
+def mvtec_ball(synthetic_root: Path, tmp_path: Path) -> Path:
+    """A private copy of one synthetic MVTec class (8 samples), safe to break."""
+    dst = tmp_path / "mvtec"
+    shutil.copytree(synthetic_root / "mvtec3d" / "ball", dst / "ball")
+    return dst
+
+
+@pytest.mark.parametrize("visibility", ["surface", "paper"])
+def test_render_meets_the_contract(mvtec_ball: Path, tmp_path: Path, visibility: str) -> None:
+    cat = write_catalog(tmp_path, {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH}})
+    code, out = run_cli("render", "--catalog", str(cat), "-d", "m", "--workers", "0", "--visibility", visibility)
+    assert code == 0, out
+    summary = check_cache(tmp_path / "cache", "m")
+    assert f"render ({visibility}): 8 rows" in summary
+    (render,) = groups(tmp_path / "cache", "m", "render")
+    assert render.attrs["visibility"] == visibility and render.attrs["backend"] == "splat"
+    assert render["image"].shape == (8, 9, 336, 336, 3) and render["image"].chunks == (1, 1, 336, 336, 3)
+    assert render["rgb_image"].shape == (8, 336, 336, 3)
+    (clean,) = groups(tmp_path / "cache", "m", "clean")
+    ids = [str(x) for x in clean["meta/id"][:].tolist()]
+    assert "ball/test/bump/000" in ids
+    # an anomalous sample's labels reach the render masks
+    r = ids.index("ball/test/bump/000")
+    assert clean[f"points/{r}/label"][:].any() and render["mask2d"][r].any()
+    # rgb_pix points into rgb_image where the point's colour is
+    rgb = clean[f"points/{r}/rgb"][:]
+    pix = render[f"points/{r}/rgb_pix"][:]
+    img = render["rgb_image"][r].reshape(-1, 3)
+    assert np.abs(img[pix].astype(int) - rgb.astype(int)).mean() < 1.0
+
+
+def test_rerun_skips_done_rows_and_new_config_gets_new_group(mvtec_ball: Path, tmp_path: Path) -> None:
+    cat = write_catalog(tmp_path, {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH}})
+    assert run_cli("render", "--catalog", str(cat), "-d", "m", "-j", "0")[0] == 0
+    code, out = run_cli("render", "--catalog", str(cat), "-d", "m", "-j", "0")
+    assert code == 0 and "8/8 done (0 now, 8 already)" in out
+    first = groups(tmp_path / "cache", "m", "render")[0]
+    before = first["image"][0].copy()
+    code, out = run_cli("render", "--catalog", str(cat), "-d", "m", "-j", "0", "--image-size", "112")
+    assert code == 0, out
+    renders = groups(tmp_path / "cache", "m", "render")
+    assert len(renders) == 2 and renders[1]["image"].shape[2:4] == (112, 112)
+    assert renders[0].attrs["fingerprint"] == first.attrs["fingerprint"]
+    np.testing.assert_array_equal(renders[0]["image"][0], before)
+    code, out = run_cli("status", "--catalog", str(cat))
+    assert code == 0 and out.count("render ") == 2 and "done 8/8" in out
+
+
+def test_bad_files_fail_their_rows_only(mvtec_ball: Path, synthetic_root: Path, tmp_path: Path) -> None:
+    tiff = mvtec_ball / "ball/test/bump/xyz/000.tiff"
+    tiff.write_bytes(tiff.read_bytes()[:2000])  # truncated
+    from PIL import Image
+
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(mvtec_ball / "ball/test/dent/gt/000.png")  # wrong size
+    real = tmp_path / "real"
+    shutil.copytree(synthetic_root / "real3d" / "ball", real / "ball")
+    goods = sorted((real / "ball/test").glob("*good*.pcd"))
+    empty = real / "ball/test/090_good.pcd"
+    empty.write_text("# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 0\n"
+                     "HEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS 0\nDATA ascii\n")
+    junk = real / "ball/test/091_good.pcd"
+    junk.write_text("this is not a point cloud\n")
+    nan = goods[0]
+    import open3d as o3d
+
+    pts = np.asarray(o3d.io.read_point_cloud(str(nan)).points)
+    pts[::5] = np.nan
+    pts[1::7] = np.inf
+    from pointad_pipe.pipeline.loaders.synthetic import write_pcd
+
+    write_pcd(nan, pts)
+    cat = write_catalog(tmp_path, {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH},
+                                   "r": {"format": "real3d", "root": str(real)}})
+    code, out = run_cli("render", "--catalog", str(cat), "-d", "m", "-j", "0")
+    assert code == 0, out  # some rows succeeded and --strict was not given
+    assert str(tiff) in out and "000.png" in out
+    code, out = run_cli("render", "--catalog", str(cat), "-d", "r", "-j", "0", "--strict")
+    assert code == 1 and str(empty) in out and str(junk) in out
+    for name, bad in [("m", {str(tiff), str(mvtec_ball / "ball/test/dent/gt/000.png")}),
+                      ("r", {str(empty), str(junk)})]:
+        (clean,) = groups(tmp_path / "cache", name, "clean")
+        (render,) = groups(tmp_path / "cache", name, "render")
+        errors = [str(e) for e in clean["error"][:].tolist()]
+        done = clean["done"][:]
+        failed = {i for i, e in enumerate(errors) if e}
+        assert len(failed) == len(bad) and all(any(b in errors[i] for b in bad) for i in failed)
+        assert all(done[i] for i in range(len(done)) if i not in failed)
+        assert all("\n" not in e for e in errors)
+        assert render["done"][:].sum() == len(done) - len(bad)
+        assert all("clean failed" in str(render["error"][i]) for i in failed)
+        check_cache(tmp_path / "cache", name)
+    # the NaN/inf-riddled cloud is not an error: those points are dropped and the rest renders
+    ids = [str(x) for x in clean["meta/id"][:].tolist()]
+    r = ids.index(f"ball/test/{nan.stem}")
+    assert done[r] and render["done"][r]
+    assert clean[f"points/{r}/xyz"].shape[0] == int(np.isfinite(pts).all(1).sum())
+
+
+def test_nothing_succeeded_exits_nonzero(tmp_path: Path) -> None:
+    real = tmp_path / "real" / "k" / "test"
+    real.mkdir(parents=True)
+    (real / "000_good.pcd").write_text("junk\n")
+    cat = write_catalog(tmp_path, {"r": {"format": "real3d", "root": str(tmp_path / "real")}})
+    code, out = run_cli("render", "--catalog", str(cat), "-d", "r", "-j", "0")
+    assert code == 1 and "000_good.pcd" in out
+
+
+def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
+    cat = write_catalog(tmp_path, {"m": {"format": "mvtec3d", "root": str(tmp_path / "absent")}})
+    code, out = run_cli("render", "--catalog", str(cat), "-d", "m")
+    assert code == 2 and "absent does not exist" in out and "Traceback" not in out
+    code, out = run_cli("render", "--catalog", str(cat), "-d", "zzz")
+    assert code == 2 and "no dataset 'zzz'" in out
+    code, out = run_cli("render", "--catalog", str(tmp_path / "none.yaml"), "-d", "m")
+    assert code == 2 and "none.yaml" in out
+
+
+def arrays_of(cache: Path, dataset: str) -> dict[str, np.ndarray]:
+    out = {}
+    for stage in ("clean", "render"):
+        (grp,) = groups(cache, dataset, stage)
+        for name, arr in grp.arrays():
+            out[f"{stage}/{name}"] = np.asarray(arr[:])
+        for r in range(grp.attrs["n_samples"]):
+            for name, arr in grp[f"points/{r}"].arrays():
+                out[f"{stage}/points/{r}/{name}"] = np.asarray(arr[:])
+    return out
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_arrays(mvtec_ball: Path, tmp_path: Path) -> None:
+    entry = {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH}}
+    (tmp_path / "fresh").mkdir()
+    fresh_cat = write_catalog(tmp_path / "fresh", entry)
+
+    def cmd(catalog: Path) -> list[str]:
+        return [sys.executable, "-m", "pointad_pipe.cli.main", "render", "--catalog", str(catalog), "-d", "m", "-j", "0"]
+
+    cat = write_catalog(tmp_path, entry)
+    proc = subprocess.Popen(cmd(cat), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = tmp_path / "cache" / "m.zarr"
+    deadline = time.time() + 120
+    killed_at = None
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            done = sum(int(g["done"][:].sum()) for _, g in zarr.open_group(str(url), mode="r")["render"].groups())
+        except Exception:  # the group is not there yet
+            done = 0
+        if done >= 2:
+            proc.send_signal(signal.SIGKILL)
+            killed_at = done
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert killed_at is not None, "the run ended before it could be killed"
+    (render,) = groups(tmp_path / "cache", "m", "render")
+    assert 0 < render["done"][:].sum() < 8  # it really was interrupted
+    assert subprocess.run(cmd(cat), capture_output=True).returncode == 0
+    resumed = arrays_of(tmp_path / "cache", "m")
+    assert subprocess.run(cmd(fresh_cat), capture_output=True).returncode == 0
+    fresh = arrays_of(tmp_path / "fresh" / "cache", "m")
+    assert resumed.keys() == fresh.keys()
+    for key in fresh:
+        np.testing.assert_array_equal(resumed[key], fresh[key], err_msg=key)
+
+
+@pytest.mark.slow
+def test_dask_workers_give_the_same_arrays(mvtec_ball: Path, tmp_path: Path) -> None:
+    for name, workers in [("serial", "0"), ("dask", "2")]:
+        (tmp_path / name).mkdir()
+        cat = write_catalog(tmp_path / name, {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH}})
+        code, out = run_cli("render", "--catalog", str(cat), "-d", "m", "-j", workers)
+        assert code == 0, out
+    serial, dask = arrays_of(tmp_path / "serial" / "cache", "m"), arrays_of(tmp_path / "dask" / "cache", "m")
+    assert serial.keys() == dask.keys()
+    for key in serial:
+        np.testing.assert_array_equal(serial[key], dask[key], err_msg=key)
