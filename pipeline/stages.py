@@ -213,7 +213,8 @@ def run_render(catalog: Catalog, entry: DatasetEntry, opts: RunOptions,
              "source": refs[r].source, "rgb": bool(grp.attrs.get("has_rgb"))}
             for r in np.flatnonzero(todo & clean_done).tolist()]
     report = _run("render", grp, fp, url, refs, jobs, render_task, opts)
-    report.failures += [(int(r), refs[r].id, f"clean failed: {clean_errors[r]}") for r in np.flatnonzero(todo & ~clean_done)]
+    report.failures += [(int(r), refs[r].id, f"clean failed: {clean_errors[r]}")
+                        for r in np.flatnonzero(todo & ~clean_done)]
     return [clean_report, report]
 
 

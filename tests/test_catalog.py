@@ -41,7 +41,8 @@ def test_relative_paths_resolve_against_the_catalog(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("data", "needle"), [
     ({"cache": "c", "datasets": {}, "extra": 1}, "'extra'"),
-    ({"cache": "c", "datasets": {"a": {"format": "mvtec3d", "root": "r", "colour": 1}}}, "datasets.a: unknown key 'colour'"),
+    ({"cache": "c", "datasets": {"a": {"format": "mvtec3d", "root": "r", "colour": 1}}},
+     "datasets.a: unknown key 'colour'"),
     ({"cache": "c", "datasets": {"a": {"format": "obj", "root": "r"}}}, "datasets.a.format"),
     ({"cache": "c", "datasets": {"a": {"format": "mvtec3d"}}}, "datasets.a.root"),
     ({"datasets": {}}, "cache"),

@@ -11,6 +11,7 @@ import pytest
 import tifffile
 import yaml
 from PIL import Image
+
 from pointad_pipe.pipeline.errors import CatalogError, SampleError
 from pointad_pipe.pipeline.loaders import get_loader
 from pointad_pipe.pipeline.loaders.eyecandies import FOCAL_PX, EyecandiesLoader

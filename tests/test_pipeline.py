@@ -174,7 +174,8 @@ def test_killed_run_resumes_to_identical_arrays(mvtec_ball: Path, tmp_path: Path
     fresh_cat = write_catalog(tmp_path / "fresh", entry)
 
     def cmd(catalog: Path) -> list[str]:
-        return [sys.executable, "-m", "pointad_pipe.cli.main", "render", "--catalog", str(catalog), "-d", "m", "-j", "0"]
+        return [sys.executable, "-m", "pointad_pipe.cli.main", "render", "--catalog", str(catalog), "-d", "m",
+                "-j", "0"]
 
     cat = write_catalog(tmp_path, entry)
     proc = subprocess.Popen(cmd(cat), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

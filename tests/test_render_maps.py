@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pointad_pipe.pipeline.render import (RenderConfig, cameras, paper_visibility, render_sample,
-                                          visibility)
+from pointad_pipe.pipeline.render import RenderConfig, cameras, paper_visibility, render_sample, visibility
 from pointad_pipe.pipeline.renderers.base import Camera, project
 from pointad_pipe.pipeline.renderers.splat import splat_owners
 

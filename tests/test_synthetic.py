@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+
 from pointad_pipe.pipeline.loaders import synthetic as syn
 from pointad_pipe.pipeline.loaders import synthetic_shapes as shapes
 

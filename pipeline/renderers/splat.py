@@ -44,7 +44,7 @@ def splat_owners(proj: Projection, radius_px: np.ndarray, height: int, width: in
     rad_desc = np.asarray(radius_px, np.float64)[by_radius]
     ix, iy, rk = proj.ix[by_radius], proj.iy[by_radius], rank[by_radius]
     best = np.full(height * width, len(by_depth), np.int64)
-    for dx, dy, dist in zip(*disk_offsets(int(np.ceil(max(0.0, rad_desc[0]))))):
+    for dx, dy, dist in zip(*disk_offsets(int(np.ceil(max(0.0, rad_desc[0])))), strict=True):
         m = len(rk) if dist == 0 else int(np.searchsorted(-rad_desc, -dist, side="right"))
         x, y = ix[:m] + dx, iy[:m] + dy
         inb = (x >= 0) & (x < width) & (y >= 0) & (y < height)
