@@ -64,7 +64,7 @@ def _client(workers: int, scheduler: str | None):  # noqa: ANN202 - a dask Clien
     # The Nanny's MALLOC_TRIM_THRESHOLD_ doubles numpy-heavy task time (ENVIRONMENT.md): unset it.
     dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
                      "distributed.worker.daemon": False})
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         yield client
 

@@ -207,12 +207,19 @@ def test_killed_run_resumes_to_identical_arrays(mvtec_ball: Path, tmp_path: Path
 
 @pytest.mark.slow
 def test_dask_workers_give_the_same_arrays(mvtec_ball: Path, tmp_path: Path) -> None:
-    for name, workers in [("serial", "0"), ("dask", "2")]:
-        (tmp_path / name).mkdir()
-        cat = write_catalog(tmp_path / name, {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH}})
-        code, out = run_cli("render", "--catalog", str(cat), "-d", "m", "-j", workers)
-        assert code == 0, out
-    serial, dask = arrays_of(tmp_path / "serial" / "cache", "m"), arrays_of(tmp_path / "dask" / "cache", "m")
-    assert serial.keys() == dask.keys()
-    for key in serial:
-        np.testing.assert_array_equal(serial[key], dask[key], err_msg=key)
+    """Serial, a local cluster (--workers 2) and an existing scheduler (--scheduler) write the same bytes."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        runs = [("serial", ["-j", "0"]), ("local", ["-j", "2"]), ("remote", ["--scheduler", cluster.scheduler_address])]
+        for name, flags in runs:
+            (tmp_path / name).mkdir()
+            cat = write_catalog(tmp_path / name, {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH}})
+            code, out = run_cli("render", "--catalog", str(cat), "-d", "m", *flags)
+            assert code == 0 and "8/8 done" in out, out
+    serial = arrays_of(tmp_path / "serial" / "cache", "m")
+    for name in ("local", "remote"):
+        other = arrays_of(tmp_path / name / "cache", "m")
+        assert serial.keys() == other.keys()
+        for key in serial:
+            np.testing.assert_array_equal(serial[key], other[key], err_msg=f"{name}: {key}")

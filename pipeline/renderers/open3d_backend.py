@@ -128,23 +128,21 @@ def splat_quads(proj: Projection, radius_px: np.ndarray, height: int, width: int
     return Quads(corners=corners, depth=proj.depth[point], point=point, level=level, lengths=lengths)
 
 
-def _window_extreme(img: np.ndarray, half: int, fn: np.ufunc, fill: float) -> np.ndarray:
-    """Min or max (`fn`) of `img` over the (2 half + 1)^2 square around each pixel; `fill` outside."""
-    if half == 0:
-        return img
-    out = np.pad(img, half, constant_values=fill)
-    for axis in (0, 1):
-        out = fn.reduce(np.lib.stride_tricks.sliding_window_view(out, 2 * half + 1, axis=axis), axis=-1)
-    return out
+def _grow(img: np.ndarray, fn: np.ufunc, fill: float) -> np.ndarray:
+    """One 3 x 3 step of a min or max filter (`fn`), `fill` beyond the border."""
+    out = np.pad(img, 1, constant_values=fill)
+    out = fn(fn(out[:-2], out[1:-1]), out[2:])
+    return fn(fn(out[:, :-2], out[:, 1:-1]), out[:, 2:])
 
 
 def occluded(proj: Projection, radius_px: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(n,) bool: points whose whole splat is provably covered by strictly nearer splats.
+    """(n,) bool: on-screen points whose whole splat is provably covered by strictly nearer splats.
 
-    A cheap upper bound of the final depth buffer comes from drawing, for most on-screen points, a
-    square that lies inside their disk (side 2q + 1, q from the 10th-percentile radius); a point
-    is occluded when that bound is smaller than its depth over the square of half-width
-    floor(radius) around its centre, which contains its disk. Dropping such points changes no owner.
+    An upper bound of the final depth buffer: every on-screen point drawn as the largest square
+    of side 2q + 1 that fits in its disk (a subset of what is drawn, so it can only be farther).
+    A point is occluded when that bound is nearer than it over the whole square of half-width
+    floor(radius) around its centre, which contains its disk: then it owns no pixel, and leaving
+    it out changes no owner.
     """
     n = len(proj.depth)
     out = np.zeros(n, bool)
@@ -152,18 +150,19 @@ def occluded(proj: Projection, radius_px: np.ndarray, height: int, width: int) -
     if len(on) == 0:
         return out
     rad = np.asarray(radius_px, np.float64)[on]
-    q = int(np.floor(np.percentile(rad, 10) / np.sqrt(2)))
-    while q > 0 and np.hypot(q, q) > np.percentile(rad, 10):
-        q -= 1
-    inner = on[rad >= np.hypot(q, q)]
-    bound = np.full(height * width, np.inf)
-    np.minimum.at(bound, proj.centre[inner], proj.depth[inner])
-    bound = _window_extreme(bound.reshape(height, width), q, np.minimum, np.inf)
+    inner = np.floor(rad / np.sqrt(2)).astype(np.int64)
+    inner -= np.hypot(inner, inner) > rad  # the corner (q, q) must be inside the disk itself
+    bound = np.full((height, width), np.inf)
+    for q in range(int(inner.max()), -1, -1):  # a point joins after the squares larger than its own
+        pts = on[inner == q]
+        np.minimum.at(bound.reshape(-1), proj.centre[pts], proj.depth[pts])
+        if q:
+            bound = _grow(bound, np.minimum, np.inf)
     reach = np.floor(rad).astype(np.int64)
-    for k in np.unique(reach):
+    for k in range(int(reach.max()) + 1):
         pts = on[reach == k]
-        far = _window_extreme(bound, int(k), np.maximum, -np.inf).reshape(-1)
-        out[pts] = proj.depth[pts] > far[proj.centre[pts]]
+        out[pts] = proj.depth[pts] > bound.reshape(-1)[proj.centre[pts]]
+        bound = _grow(bound, np.maximum, -np.inf)
     return out
 
 
