@@ -23,12 +23,11 @@ import os
 
 import numpy as np
 
-from .base import Camera, Projection
-from .open3d_backend import (Quads, canonical_camera, decode_ids, depth_range, id_colours,
-                             resolve_owners, splat_quads, to_camera_frame)
+from .idpass import IdPassBackend, Quads, canonical_camera, depth_range, to_camera_frame
 
-INSTALL_HINT = ("the pyrender backend needs pyrender 0.1.45 with PyOpenGL >= 3.1.4 "
-                "(pip install 'pointad-pipe[pyrender]') and OSMesa (apt-get install libosmesa6)")
+INSTALL_HINT = ("the pyrender backend needs pyrender and PyOpenGL >= 3.1.4, installed in two steps because "
+                "pyrender pins PyOpenGL 3.1.0 (pip install pyrender==0.1.45; pip install PyOpenGL==3.1.10), "
+                "and OSMesa (apt-get install libosmesa6)")
 #: From OpenCV camera axes (x right, y down, z forward) to OpenGL's (x right, y up, z backward).
 CV_TO_GL = np.array([1.0, -1.0, -1.0])
 
@@ -60,44 +59,26 @@ def import_pyrender():  # noqa: ANN201 - the pyrender module
     return pyrender
 
 
-class PyrenderBackend:
-    """pyrender on OSMesa, one id-and-depth render per view (`--backend pyrender`).
-
-    Attributes:
-        last_stats: counts from the last view, as `Open3DBackend.last_stats`.
-    """
+class PyrenderBackend(IdPassBackend):
+    """pyrender on OSMesa (`--backend pyrender`)."""
 
     name = "pyrender"
 
     def __init__(self) -> None:
+        super().__init__()
         self._pyrender = import_pyrender()
         self._renderer = None
         self._size: tuple[int, int] | None = None
-        self.last_stats: dict[str, int] = {}
+        self._scene = None
 
-    def owners(self, xyz: np.ndarray, camera: Camera, proj: Projection, radius_px: np.ndarray) -> np.ndarray:
-        """See `Backend.owners`.
+    def draw(self, quads: Quads, colours: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """See `IdPassBackend.draw`.
 
         Raises:
-            ValueError: more than 2**24 - 1 points.
             RuntimeError: OSMesa could not create a context.
         """
-        h, w = camera.height, camera.width
-        colours = id_colours(len(proj.depth))
-        quads = splat_quads(proj, radius_px, h, w)
-        if len(quads.point) == 0:
-            self.last_stats = {"quads": 0, "dropped": 0, "claimed": 0, "rerendered": 0}
-            return np.full(h * w, -1, np.int32)
-        rgb, zbuf = self._draw(quads, colours, h, w)
-        owners, stats = resolve_owners(decode_ids(rgb), zbuf.reshape(-1), proj, quads, w)
-        self.last_stats = {"quads": len(quads.point), **stats, "rerendered": 0}
-        return owners
-
-    def _draw(self, quads: Quads, colours: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Id image (H, W, 3) uint8 and linear depth (H, W) float32 (0 = empty) of one render."""
         pyrender = self._pyrender
-        q = len(quads.point)
-        base = 4 * np.arange(q, dtype=np.uint32)
+        base = 4 * np.arange(len(quads.point), dtype=np.uint32)
         tris = np.stack([base, base + 1, base + 2, base, base + 2, base + 3], axis=1).reshape(-1, 3)
         prim = pyrender.Primitive(
             positions=(to_camera_frame(quads, height, width) * CV_TO_GL).astype(np.float32),
@@ -111,9 +92,18 @@ class PyrenderBackend:
         scene.add(pyrender.Mesh([prim]))
         scene.add(pyrender.IntrinsicsCamera(focal, focal, cx + 0.5, cy + 0.5, znear=near, zfar=far),
                   pose=np.eye(4))
-        flags = pyrender.RenderFlags.FLAT | pyrender.RenderFlags.SKIP_CULL_FACES
-        rgb, zbuf = self._context(width, height).render(scene, flags=flags)
+        self._scene = scene
+        rgb, zbuf = self._context(width, height).render(scene, flags=self._flags())
         return np.asarray(rgb)[..., :3], np.asarray(zbuf)
+
+    def redraw_ids(self) -> np.ndarray:
+        """See `IdPassBackend.redraw_ids`."""
+        rgb, _ = self._renderer.render(self._scene, flags=self._flags())
+        return np.asarray(rgb)[..., :3]
+
+    def _flags(self) -> int:
+        """Vertex colour only (no lighting), no face culling."""
+        return self._pyrender.RenderFlags.FLAT | self._pyrender.RenderFlags.SKIP_CULL_FACES
 
     def _context(self, width: int, height: int):  # noqa: ANN202 - a pyrender.OffscreenRenderer
         """The process's OSMesa renderer for this image size (re-created only when the size changes)."""
@@ -131,4 +121,4 @@ class PyrenderBackend:
         """Free the OSMesa context (the next view creates a new one)."""
         if self._renderer is not None:
             self._renderer.delete()
-        self._renderer, self._size = None, None
+        self._renderer, self._size, self._scene = None, None, None

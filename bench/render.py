@@ -1,0 +1,88 @@
+"""Seconds per sample of the render stage's core, per backend, side by side in one process.
+
+A sample is the acceptance case of issue 3: 9 views (MVTec 3D-AD's list), 100k points, 336 x 336,
+every pass included (normals, spacing, ownership, shading, visibility). Backends are run in turn,
+A B A B ..., so that drift of this shared machine hits them alike; the figure is the median.
+
+    python bench/render.py [--points 100000] [--repeats 5] [--backends splat,open3d,pyrender]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from pointad_pipe.pipeline.loaders.synthetic_shapes import sample_surface  # noqa: E402
+from pointad_pipe.pipeline.render import RenderConfig, render_sample  # noqa: E402
+from pointad_pipe.pipeline.renderers import get_backend  # noqa: E402
+
+
+def cloud(n: int) -> dict[str, np.ndarray]:
+    """A closed bagel surface of n points, in metres, with a labelled patch."""
+    pts, _ = sample_surface("bagel", n, np.random.default_rng(0))
+    labels = (np.linalg.norm(pts - pts[0], axis=1) < 0.01).astype(np.uint8)
+    return {"xyz": pts.astype(np.float32), "label": labels}
+
+
+class Timed:
+    """Wraps a backend to add up the time of its own pass (`owners`), apart from the shared work."""
+
+    def __init__(self, backend) -> None:
+        self.backend, self.name, self.seconds = backend, backend.name, 0.0
+
+    def owners(self, *args):
+        t = time.perf_counter()
+        out = self.backend.owners(*args)
+        self.seconds += time.perf_counter() - t
+        return out
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--points", type=int, default=100_000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--backends", default="splat,open3d,pyrender")
+    a = ap.parse_args()
+    points = cloud(a.points)
+    cfg = RenderConfig()
+    backends = {}
+    for name in a.backends.split(","):
+        try:
+            backends[name] = Timed(get_backend(name))
+            render_sample(points, cfg, backend=backends[name])  # warm-up: imports, GL context
+        except Exception as exc:  # an optional backend that is not installed here
+            print(f"{name:>9}: skipped ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})")
+            backends.pop(name, None)
+    times: dict[str, list[float]] = {k: [] for k in backends}
+    passes: dict[str, list[float]] = {k: [] for k in backends}
+    for _ in range(a.repeats):
+        for name, backend in backends.items():
+            backend.seconds = 0.0
+            t = time.perf_counter()
+            render_sample(points, cfg, backend=backend)
+            times[name].append(time.perf_counter() - t)
+            passes[name].append(backend.seconds)
+    print(f"render: {len(cfg.views)} views, {a.points} points, {cfg.image_size}^2, median of {a.repeats}")
+    print("whole sample = shared work (normals, spacing, shading, visibility) + the backend's ownership pass")
+    base, base_pass = (statistics.median(times["splat"]), statistics.median(passes["splat"])) \
+        if "splat" in times else (None, None)
+    for name, ts in times.items():
+        med, own = statistics.median(ts), statistics.median(passes[name])
+        ratio = (f"  -> {med / base:.2f}x the splat sample, {own / base_pass:.2f}x its ownership pass"
+                 if base and name != "splat" else "")
+        print(f"{name:>9}: {med:.3f} s/sample [min {min(ts):.3f}, max {max(ts):.3f}], "
+              f"ownership pass {own:.3f} s{ratio}")
+
+
+if __name__ == "__main__":
+    main()
