@@ -82,7 +82,7 @@ def run_tasks(task: Task, jobs: Sequence[dict[str, Any]], *, workers: int, sched
     """
     outcomes: dict[int, str] = {}
     bar = tqdm(total=len(jobs), desc=desc, unit="sample", file=sys.stderr, dynamic_ncols=True,
-               disable=not jobs)
+               disable=not jobs, mininterval=0.2 if sys.stderr.isatty() else 15)  # quiet in logs
 
     def record(row: int, error: str) -> None:
         outcomes[row] = error
