@@ -140,6 +140,51 @@ def render(
 
 
 @app.command()
+def encode(
+    dataset: DatasetOpt,
+    catalog: CatalogOpt = Path("data_catalog.yaml"),
+    cache: CacheOpt = None,
+    model: Annotated[str | None, typer.Option(
+        help="ViT-L-14-336 (the paper's, default), ViT-B-16 (cheaper) or tiny (random init, for tests).")] = None,
+    weights: Annotated[str | None, typer.Option(
+        help="An OpenAI TorchScript .pt, an open_clip state dict or .safetensors file; 'random' for random "
+        "init (benchmarks only). Default: ./weights/<OpenAI file name>, then open_clip's pretrained tag.")] = None,
+    layers: Annotated[str | None, typer.Option(
+        help="Comma-separated 1-based blocks whose patch tokens are cached (default 6,12,18,24 for ViT-L).")] = None,
+    dpam: Annotated[bool | None, typer.Option(
+        "--dpam/--no-dpam", help="AnomalyCLIP's attention change on the patch tokens (default on).")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    dtype: Annotated[str | None, typer.Option(
+        help="Compute dtype: fp32 (default, as the paper), bf16 (CPU, ~3x faster) or fp16 (GPU). "
+        "Features are stored as float16.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Samples per forward pass (all their views at once).")] = 1,
+    workers: Annotated[int, typer.Option(
+        "--workers", "-j", help="Worker processes, each loading the model once; 0 runs in this process.")] = 0,
+    scheduler: SchedulerOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Encode every rendering (and RGB image) with the frozen CLIP into cached features (runs `render` first)."""
+
+    def body() -> int:
+        from pointad_pipe.pipeline.encode_stage import EncodeOptions, run_encode
+        from pointad_pipe.pipeline.stages import RunOptions
+
+        cat = _catalog(catalog, cache)
+        try:
+            layer_list = None if layers is None else [int(x) for x in layers.split(",") if x.strip()]
+        except ValueError:
+            raise _fail(f"--layers {layers!r}: expected comma-separated integers such as 6,12,18,24") from None
+        cli = {"model": model, "layers": layer_list, "dpam": dpam, "dtype": dtype}
+        reports = run_encode(cat, cat.dataset(dataset), RunOptions(workers=workers, scheduler=scheduler),
+                             EncodeOptions(device=device, batch_size=batch_size, weights=weights), cli)
+        code = _report(reports, strict)
+        typer.echo(f"cache: {reports[-1].url} (encode/{reports[-1].fingerprint})")
+        return code
+
+    raise typer.Exit(_guard(body))
+
+
+@app.command()
 def status(
     catalog: CatalogOpt = Path("data_catalog.yaml"),
     cache: CacheOpt = None,

@@ -1,7 +1,8 @@
 """Rows x stage -> tasks: serial in-process, or parallel with dask.distributed; resume and progress.
 
-A task is a module-level function `task(job) -> (row, error)` that reads its inputs, computes,
-writes its row and marks it done itself, so the driver only collects one-line outcomes. Rows that
+A task is a module-level function `task(job) -> [(row, error), ...]` that reads its inputs,
+computes, writes its rows and marks them done itself, so the driver only collects one-line outcomes
+('' for success). A job lists the rows it covers in `job["rows"]`. Rows that
 are already done are never submitted (the resume rule). A worker that dies (segfault, out of memory)
 fails only its own row.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-Task = Callable[[dict[str, Any]], tuple[int, str]]
+Task = Callable[[dict[str, Any]], list[tuple[int, str]]]
 
 
 @dataclass
@@ -75,35 +76,39 @@ def default_workers() -> int:
 
 
 def run_tasks(task: Task, jobs: Sequence[dict[str, Any]], *, workers: int, scheduler: str | None,
-              desc: str, on_failure: Callable[[int, str], None]) -> dict[int, str]:
+              desc: str, on_failure: Callable[[int, str], None], unit: str = "sample",
+              per_row: int = 1) -> dict[int, str]:
     """Run `task` over `jobs`; return {row: error} ('' on success), reporting failures as they come.
 
-    `workers == 0` runs in this process, one row after another (debugging, tiny runs, tests).
+    `workers == 0` runs in this process, one job after another (debugging, tiny runs, tests).
+    The progress bar counts `per_row` units (e.g. views) for every row finished.
     """
     outcomes: dict[int, str] = {}
-    bar = tqdm(total=len(jobs), desc=desc, unit="sample", file=sys.stderr, dynamic_ncols=True,
+    total = sum(len(job["rows"]) for job in jobs)
+    bar = tqdm(total=total * per_row, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
                disable=not jobs, mininterval=0.2 if sys.stderr.isatty() else 15)  # quiet in logs
 
-    def record(row: int, error: str) -> None:
-        outcomes[row] = error
-        if error:
-            on_failure(row, error)
-        bar.update(1)
+    def record(results: list[tuple[int, str]]) -> None:
+        for row, error in results:
+            outcomes[row] = error
+            if error:
+                on_failure(row, error)
+        bar.update(len(results) * per_row)
 
     try:
         if workers == 0 and not scheduler:
             for job in jobs:
-                record(*task(job))
+                record(task(job))
             return outcomes
         from dask.distributed import as_completed
 
         with _client(workers, scheduler) as client:
-            futures = {client.submit(task, job, pure=False, key=f"{desc}-{job['row']}"): job["row"] for job in jobs}
+            futures = {client.submit(task, job, pure=False, key=f"{desc}-{job['rows'][0]}"): job for job in jobs}
             for future in as_completed(futures):
                 try:
-                    record(*future.result())
-                except Exception as exc:  # the worker itself died: fail this row only
-                    record(futures[future], f"worker failed: {one_line(exc)}")
+                    record(future.result())
+                except Exception as exc:  # the worker itself died: fail its rows only
+                    record([(row, f"worker failed: {one_line(exc)}") for row in futures[future]["rows"]])
         return outcomes
     finally:
         bar.close()

@@ -99,9 +99,9 @@ def _failure(source: str, exc: BaseException) -> str:
     return msg if source in msg else f"{source}: {msg}"
 
 
-def clean_task(job: dict[str, Any]) -> tuple[int, str]:
+def clean_task(job: dict[str, Any]) -> list[tuple[int, str]]:
     """Worker: load one sample, clean it, write `clean/<fp>/points/<r>/*`, mark it done."""
-    row, ref = job["row"], SampleRef(**job["ref"])
+    (row,), ref = job["rows"], SampleRef(**job["ref"])
     try:
         sample = _loader(job["format"], job["loader"]).load(ref)
         cfg = CleanConfig(**job["config"])
@@ -113,9 +113,9 @@ def clean_task(job: dict[str, Any]) -> tuple[int, str]:
         if out.rgb_grid is not None:  # beyond STORE.md's list: the registered RGB image for `render`
             grp.create_array(f"rgb_grid/{row}", data=out.rgb_grid, overwrite=True)
         store.mark_done(grp, row)
-        return row, ""
+        return [(row, "")]
     except Exception as exc:  # any failure is this row's, never the run's
-        return row, _failure(ref.source, exc)
+        return [(row, _failure(ref.source, exc))]
 
 
 def run_clean(catalog: Catalog, entry: DatasetEntry, opts: RunOptions) -> tuple[RunReport, Any]:
@@ -137,18 +137,18 @@ def run_clean(catalog: Catalog, entry: DatasetEntry, opts: RunOptions) -> tuple[
                                         "has_rgb": bool(loader.has_rgb), "format": entry.format})
         store.mark_initialized(grp)
     url = store.dataset_url(catalog.cache, entry.name)
-    jobs = [{"row": r, "url": url, "fp": fp, "format": entry.format, "ref": dataclasses.asdict(refs[r]),
+    jobs = [{"rows": [r], "url": url, "fp": fp, "format": entry.format, "ref": dataclasses.asdict(refs[r]),
              "loader": json.dumps(entry.loader, sort_keys=True), "config": as_json_dict(cfg)}
             for r in np.flatnonzero(~store.done_mask(grp)).tolist()]
-    return _run("clean", grp, fp, url, refs, jobs, clean_task, opts), grp
+    return run_stage("clean", grp, fp, url, refs, jobs, clean_task, opts), grp
 
 
 # ---------------------------------------------------------------- render
 
 
-def render_task(job: dict[str, Any]) -> tuple[int, str]:
+def render_task(job: dict[str, Any]) -> list[tuple[int, str]]:
     """Worker: read one cleaned cloud, render its views, write `render/<fp>` row r, mark it done."""
-    row = job["row"]
+    (row,) = job["rows"]
     try:
         clean_grp = store.open_stage(job["url"], "clean", job["clean_fp"])
         points = store.read_points(clean_grp, row)
@@ -163,9 +163,9 @@ def render_task(job: dict[str, Any]) -> tuple[int, str]:
         grp = store.open_stage(job["url"], "render", job["fp"])
         store.write_row(grp, row, rows, per_point)
         store.mark_done(grp, row)
-        return row, ""
+        return [(row, "")]
     except Exception as exc:
-        return row, _failure(job["source"], exc)
+        return [(row, _failure(job["source"], exc))]
 
 
 def _create_render_group(root: Any, fp: str, clean_grp: Any, cfg: RenderConfig, n: int) -> Any:
@@ -209,10 +209,10 @@ def run_render(catalog: Catalog, entry: DatasetEntry, opts: RunOptions,
     clean_errors = store.read_strings(clean_grp["error"])
     for r in np.flatnonzero(todo & ~clean_done):
         store.mark_error(grp, int(r), f"clean failed: {clean_errors[r] or 'not done'}")
-    jobs = [{"row": r, "url": url, "fp": fp, "clean_fp": clean_fp, "config": as_json_dict(cfg),
+    jobs = [{"rows": [r], "url": url, "fp": fp, "clean_fp": clean_fp, "config": as_json_dict(cfg),
              "source": refs[r].source, "rgb": bool(grp.attrs.get("has_rgb"))}
             for r in np.flatnonzero(todo & clean_done).tolist()]
-    report = _run("render", grp, fp, url, refs, jobs, render_task, opts)
+    report = run_stage("render", grp, fp, url, refs, jobs, render_task, opts)
     report.failures += [(int(r), refs[r].id, f"clean failed: {clean_errors[r]}")
                         for r in np.flatnonzero(todo & ~clean_done)]
     return [clean_report, report]
@@ -221,8 +221,8 @@ def run_render(catalog: Catalog, entry: DatasetEntry, opts: RunOptions,
 # ---------------------------------------------------------------- shared
 
 
-def _run(stage: str, grp: Any, fp: str, url: str, refs: list[SampleRef], jobs: list[dict[str, Any]],
-         task: Any, opts: RunOptions) -> RunReport:
+def run_stage(stage: str, grp: Any, fp: str, url: str, refs: list[SampleRef], jobs: list[dict[str, Any]],
+         task: Any, opts: RunOptions, unit: str = "sample", per_row: int = 1) -> RunReport:
     report = RunReport(stage=stage, fingerprint=fp, url=url, total=len(refs), skipped=int(store.done_mask(grp).sum()))
 
     def failed(row: int, error: str) -> None:
@@ -233,7 +233,8 @@ def _run(stage: str, grp: Any, fp: str, url: str, refs: list[SampleRef], jobs: l
 
             tqdm.write(f"{stage} failed: {refs[row].id}: {error}", file=sys.stderr)
 
-    outcomes = run_tasks(task, jobs, workers=opts.workers, scheduler=opts.scheduler, desc=stage, on_failure=failed)
+    outcomes = run_tasks(task, jobs, workers=opts.workers, scheduler=opts.scheduler, desc=stage, on_failure=failed,
+                         unit=unit, per_row=per_row)
     report.succeeded = sum(1 for e in outcomes.values() if not e)
     return report
 

@@ -144,10 +144,17 @@ def create_group(
 
 
 def create_rows_array(grp: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any,
-                      chunks: tuple[int, ...] | None = None, fill_value: Any = 0) -> zarr.Array:
+                      chunks: tuple[int, ...] | None = None, fill_value: Any = 0,
+                      compressors: Any = "auto") -> zarr.Array:
     """An array with N leading rows, chunked one row at a time (STORE.md) unless `chunks` says finer."""
     chunks = chunks or (1, *shape[1:])
-    return grp.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill_value, overwrite=True)
+    return grp.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill_value, overwrite=True,
+                            compressors=compressors)
+
+
+def feature_codec() -> Any:
+    """Blosc zstd-5 with bitshuffle: the best ratio measured on fp16 features (ENVIRONMENT.md, 1.52x)."""
+    return zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
 
 
 def mark_initialized(grp: zarr.Group) -> None:

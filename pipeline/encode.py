@@ -1,0 +1,184 @@
+"""The `encode` stage: rendered views (and the RGB image) -> frozen CLIP features (METHOD.md §3).
+
+The pure core is `Encoder.encode(images)`: uint8 images in, fp16 global embeddings and per-layer
+patch tokens out. `encode_blocks` runs it over rows of the render cache as a three-step pipeline
+(a reader thread, the forward passes, a writer thread) so that the CPU or GPU never waits on I/O,
+and marks each row done after all its arrays are written.
+
+Batches are aligned blocks of `batch_size` rows (rows r // batch_size), always encoded together,
+also when a rerun has only some of them left to write: batch composition changes the last bits
+of a matmul, and a resumed cache must equal an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+VERSION = 1
+DTYPES = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Everything that changes the encode stage's output (fingerprinted with the weights' hash)."""
+
+    model: str = "ViT-L-14-336"
+    layers: tuple[int, ...] = ()  # empty: the model's default (6, 12, 18, 24 for 24 blocks)
+    dpam: bool = True
+    dpam_blocks: int = 0  # 0: 19 of 24, scaled to the model's depth
+    dtype: str = "fp32"  # compute dtype; features are stored as float16
+    version: int = VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class EncoderKey:
+    """What identifies a loaded encoder in a worker process (hashable, picklable)."""
+
+    model: str
+    weights_kind: str
+    weights_path: str | None
+    layers: tuple[int, ...]
+    dpam: bool
+    dpam_blocks: int
+    dtype: str
+    device: str
+
+
+class Encoder:
+    """A loaded `PatchEncoder` on a device and dtype, with CLIP's preprocessing."""
+
+    def __init__(self, key: EncoderKey) -> None:
+        import torch
+
+        from ..model.encoder import PatchEncoder
+        from ..model.registry import get_spec
+        from .weights import Weights, load_model
+
+        spec = get_spec(key.model)
+        weights = Weights(key.weights_kind, key.weights_path, "", "")
+        model = load_model(spec, weights, device=key.device)
+        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[key.dtype]
+        model = model.to(self.dtype)
+        self.net = PatchEncoder(model, key.layers, key.dpam, key.dpam_blocks)
+        self.device = key.device
+
+    def encode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, H, W, 3) uint8 -> global (B, D) and patches (B, L, P, D), float16 numpy."""
+        import torch
+
+        from ..model.encoder import preprocess
+
+        x = preprocess(torch.from_numpy(np.ascontiguousarray(images)).to(self.device), self.net.image_size)
+        glob, patch = self.net(x.to(self.dtype))
+        return glob.to(torch.float16).cpu().numpy(), patch.to(torch.float16).cpu().numpy()
+
+
+@lru_cache(maxsize=1)
+def get_encoder(key: EncoderKey) -> Encoder:
+    """The process's encoder: loaded once per worker, reused by every task."""
+    return Encoder(key)
+
+
+@dataclass
+class Block:
+    """Rows encoded in one forward pass, and which of them still need writing."""
+
+    rows: list[int]
+    write: list[int]
+    images: dict[int, np.ndarray]  # row -> (V, H, W, 3)
+    rgb: dict[int, np.ndarray]  # row -> (H, W, 3)
+
+
+def encode_blocks(blocks: Sequence[tuple[list[int], list[int]]], encoder: Encoder, render: Any, out: Any,
+                  on_row: Callable[[int, str], None], mark_done: Callable[[Any, int], None]) -> None:
+    """Encode `blocks` [(rows, rows_to_write)] from the render group into the encode group `out`.
+
+    Three stages overlap: the reader thread fetches block k+1 while block k is encoded, and the
+    writer thread stores block k-1. `on_row(row, error)` is called once per row to write.
+    """
+    loaded: queue.Queue = queue.Queue(maxsize=2)
+    encoded: queue.Queue = queue.Queue(maxsize=2)
+    has_rgb = "rgb_image" in render
+
+    def read() -> None:
+        for rows, write in blocks:
+            block = Block(rows, write, {}, {})
+            for r in rows:
+                try:
+                    block.images[r] = np.asarray(render["image"][r])
+                    if has_rgb:
+                        block.rgb[r] = np.asarray(render["rgb_image"][r])
+                except Exception as exc:  # a broken chunk fails its row only
+                    if r in write:
+                        on_row(r, f"reading render row {r}: {type(exc).__name__}: {exc}")
+            loaded.put(block)
+        loaded.put(None)
+
+    def store() -> None:
+        while (item := encoded.get()) is not None:
+            block, glob, patch = item
+            for r in block.write:
+                if r not in glob:
+                    continue
+                try:
+                    out["global"][r] = glob[r][0]
+                    out["patch"][r] = patch[r][0]
+                    if r in glob and glob[r][1] is not None:
+                        out["rgb_global"][r] = glob[r][1]
+                        out["rgb_patch"][r] = patch[r][1]
+                    out["error"][r] = ""
+                    mark_done(out, r)
+                    on_row(r, "")
+                except Exception as exc:
+                    on_row(r, f"writing encode row {r}: {type(exc).__name__}: {exc}")
+
+    reader = threading.Thread(target=read, daemon=True)
+    writer = threading.Thread(target=store, daemon=True)
+    reader.start()
+    writer.start()
+    try:
+        while (block := loaded.get()) is not None:
+            encoded.put(_forward(block, encoder, on_row))
+    finally:
+        encoded.put(None)
+        writer.join()
+        reader.join()
+
+
+def _forward(block: Block, encoder: Encoder, on_row: Callable[[int, str], None]) -> tuple:
+    """One forward pass over every image of a block; results split back per row."""
+    rows = [r for r in block.rows if r in block.images]
+    stack = [block.images[r] for r in rows] + [block.rgb[r][None] for r in rows if r in block.rgb]
+    glob: dict[int, tuple] = {}
+    patch: dict[int, tuple] = {}
+    if not rows:
+        return block, glob, patch
+    try:
+        g, p = encoder.encode(np.concatenate(stack))
+    except Exception as exc:  # the whole block fails, the run goes on
+        for r in block.write:
+            if r in block.images:
+                on_row(r, f"encoding: {type(exc).__name__}: {exc}")
+        return block, glob, patch
+    at = 0
+    for r in rows:
+        v = len(block.images[r])
+        glob[r], patch[r] = [g[at:at + v], None], [p[at:at + v], None]
+        at += v
+    for r in rows:
+        if r in block.rgb:
+            glob[r][1], patch[r][1] = g[at], p[at]
+            at += 1
+    return block, glob, patch
