@@ -33,6 +33,7 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/pointad-pipe make-synthetic data/synthetic
 	$(BIN)/pointad-pipe render --dataset synthetic
+	$(BIN)/pointad-pipe encode --dataset synthetic --model tiny
 	$(BIN)/pointad-pipe status --dataset synthetic
 
 lint: $(STAMP)

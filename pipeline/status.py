@@ -30,7 +30,8 @@ def dataset_status(cache_root: str, dataset: str) -> list[str]:
         for grp in store.stage_groups(root, stage):
             done = store.done_mask(grp)
             failed = int(np.count_nonzero([bool(e) for e in store.read_strings(grp["error"])]))
-            extra = f" backend={grp.attrs['backend']}" if stage == "render" else ""
+            extra = {"render": f" backend={grp.attrs.get('backend')}",
+                     "encode": f" model={grp.attrs.get('model')} layers={grp.attrs.get('layers')}"}.get(stage, "")
             lines.append(f"  {stage:<7}{grp.attrs['fingerprint']}  done {int(done.sum())}/{len(done)}  "
                          f"failed {failed}  {_size(store.disk_size(grp))}  {grp.attrs.get('created_utc', '')}{extra}")
     if len(lines) == 1:
