@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -115,10 +114,14 @@ def timings(model: str, samples: int, repeats: int) -> dict[str, float]:
 
 
 def peak_rss_mb(model: str, n: int) -> float:
-    """Peak RSS of a fresh process that runs the stage over n samples."""
+    """Peak RSS of a fresh process that runs the stage over n samples.
+
+    Read from VmHWM, not getrusage: ru_maxrss survives exec, so a child forked from this (large)
+    process would report our peak instead of its own.
+    """
     code = (f"import sys, tempfile, pathlib; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"import encode as b; d = tempfile.mkdtemp(); b.stage_seconds({model!r}, {n}, pathlib.Path(d)); "
-            "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return int(out.strip().splitlines()[-1]) / 1024
 

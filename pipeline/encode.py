@@ -113,18 +113,21 @@ def encode_blocks(blocks: Sequence[tuple[list[int], list[int]]], encoder: Encode
     has_rgb = "rgb_image" in render
 
     def read() -> None:
-        for rows, write in blocks:
-            block = Block(rows, write, {}, {})
-            for r in rows:
-                try:
-                    block.images[r] = np.asarray(render["image"][r])
-                    if has_rgb:
-                        block.rgb[r] = np.asarray(render["rgb_image"][r])
-                except Exception as exc:  # a broken chunk fails its row only
-                    if r in write:
-                        on_row(r, f"reading render row {r}: {type(exc).__name__}: {exc}")
-            loaded.put(block)
-        loaded.put(None)
+        try:
+            for rows, write in blocks:
+                block = Block(rows, write, {}, {})
+                for r in rows:
+                    try:
+                        block.images[r] = np.asarray(render["image"][r])
+                        if has_rgb:
+                            block.rgb[r] = np.asarray(render["rgb_image"][r])
+                    except Exception as exc:  # a broken chunk fails its row only
+                        block.images.pop(r, None)
+                        if r in write:
+                            on_row(r, f"reading render row {r}: {type(exc).__name__}: {exc}")
+                loaded.put(block)
+        finally:
+            loaded.put(None)  # always: the forward loop must never wait forever
 
     def store() -> None:
         while (item := encoded.get()) is not None:
