@@ -223,6 +223,7 @@ def run_render(catalog: Catalog, entry: DatasetEntry, opts: RunOptions,
 
 def run_stage(stage: str, grp: Any, fp: str, url: str, refs: list[SampleRef], jobs: list[dict[str, Any]],
          task: Any, opts: RunOptions, unit: str = "sample", per_row: int = 1) -> RunReport:
+    """Run a stage's jobs, record failures in the group and on the console, and count the outcome."""
     report = RunReport(stage=stage, fingerprint=fp, url=url, total=len(refs), skipped=int(store.done_mask(grp).sum()))
 
     def failed(row: int, error: str) -> None:

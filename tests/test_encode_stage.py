@@ -157,3 +157,16 @@ def test_killed_encode_resumes_to_identical_arrays(rendered: tuple[Path, Path], 
     assert resumed.keys() == clean_run.keys()
     for key in resumed:
         np.testing.assert_array_equal(resumed[key], clean_run[key], err_msg=key)
+
+
+def test_a_corrupt_render_chunk_fails_its_row_only(rendered: tuple[Path, Path], tmp_path: Path) -> None:
+    cat = catalog(tmp_path, rendered[0], rendered=rendered[1])
+    (render,) = groups(tmp_path / "cat" / "cache", "m", "render")
+    chunk = tmp_path / "cat" / "cache" / "m.zarr" / render.path / "image" / "c" / "2" / "4" / "0" / "0" / "0"
+    assert chunk.is_file()
+    chunk.write_bytes(b"not a chunk")
+    code, out = run_cli("encode", "--catalog", str(cat), "-d", "m", "--model", "tiny")
+    assert code == 0 and "failed row 2" in out and "reading render row 2" in out
+    (enc,) = groups(tmp_path / "cat" / "cache", "m", "encode")
+    done = enc["done"][:]
+    assert not done[2] and done.sum() == 7 and "reading render row 2" in str(enc["error"][2])
