@@ -104,6 +104,10 @@ def test_weights_files_load_through_the_same_flag(rendered: tuple[Path, Path], t
     model = load_model(spec, resolve_weights(spec, None))
     sd_path = tmp_path / "tiny_state_dict.pt"
     torch.save(model.state_dict(), sd_path)
+    from safetensors.torch import save_file
+
+    st_path = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(st_path))
     del model._buffers["attn_mask"]  # the OpenAI TorchScript layout has no attention-mask buffer
     model.attn_mask = None
     with torch.no_grad():
@@ -111,7 +115,9 @@ def test_weights_files_load_through_the_same_flag(rendered: tuple[Path, Path], t
     jit_path = tmp_path / "tiny_openai.pt"
     traced.save(str(jit_path))
     results = {}
-    for name, flag in [("random", []), ("sd", ["--weights", str(sd_path)]), ("jit", ["--weights", str(jit_path)])]:
+    runs = [("random", []), ("sd", ["--weights", str(sd_path)]), ("st", ["--weights", str(st_path)]),
+            ("jit", ["--weights", str(jit_path)])]
+    for name, flag in runs:
         cat = catalog(tmp_path, rendered[0], name, rendered=rendered[1])
         code, out = run_cli("encode", "--catalog", str(cat), "-d", "m", "--model", "tiny", *flag)
         assert code == 0, out
@@ -120,6 +126,8 @@ def test_weights_files_load_through_the_same_flag(rendered: tuple[Path, Path], t
     assert results["sd"][0] == hashlib.sha256(sd_path.read_bytes()).hexdigest()
     assert results["jit"][0] == hashlib.sha256(jit_path.read_bytes()).hexdigest()
     np.testing.assert_array_equal(results["sd"][1], results["random"][1])  # the same weights
+    np.testing.assert_array_equal(results["st"][1], results["random"][1])
+    assert results["st"][0] == hashlib.sha256(st_path.read_bytes()).hexdigest()
     # the OpenAI loader keeps weights in fp16 as OpenAI ships them: close, not equal
     np.testing.assert_allclose(results["jit"][1], results["random"][1], rtol=0.05, atol=0.05)
 
