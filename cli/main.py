@@ -185,6 +185,61 @@ def encode(
 
 
 @app.command()
+def train(
+    dataset: DatasetOpt,
+    train_class: Annotated[list[str], typer.Option(
+        "--train-class", help="Class(es) whose samples train the prompts (repeat the flag for several).")],
+    out: Annotated[Path, typer.Option(help="Run folder for checkpoints and their JSON sidecars.")],
+    catalog: CatalogOpt = Path("data_catalog.yaml"),
+    cache: CacheOpt = None,
+    split: Annotated[str, typer.Option(
+        help="Split to train on; the paper uses the class's test split, the only one with anomalies.")] = "test",
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 15,
+    batch_size: Annotated[int, typer.Option(help="Clouds per step (all their views).")] = 4,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (betas 0.5, 0.999).")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Seed of the prompt init and the data order.")] = 111,
+    prompts: Annotated[str, typer.Option(help="agnostic (the paper's PointAD) or coop (class names).")] = "agnostic",
+    loss: Annotated[str, typer.Option(help="Loss terms to use, a subset of 3dg,3dl,2dg,2dl.")] = "3dg,3dl,2dg,2dl",
+    layers: Annotated[str | None, typer.Option(
+        help="Cached blocks to score, comma-separated (default: the last cached, 24 for ViT-L).")] = None,
+    model: Annotated[str | None, typer.Option(help="Must match the cache's model (default: the cache's).")] = None,
+    weights: Annotated[str | None, typer.Option(help="The weights file the cache was encoded with.")] = None,
+    encode_fp: Annotated[str | None, typer.Option(
+        "--encode-fingerprint", help="Which encode group to read (default: the newest).")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue from the run folder's last epoch.")] = False,
+) -> None:
+    """Learn the text prompts from cached features only (no image is encoded again)."""
+
+    def body() -> int:
+        from pointad_pipe.pipeline.config import build_config
+        from pointad_pipe.pipeline.encode_stage import resolve_device
+        from pointad_pipe.pipeline.train import TrainConfig
+        from pointad_pipe.pipeline.train_run import check_model, select_rows
+        from pointad_pipe.pipeline.train_run import train as run_train
+
+        cat = _catalog(catalog, cache)
+        entry = cat.dataset(dataset)
+        try:
+            layer_list = tuple(int(x) for x in layers.split(",")) if layers else ()
+        except ValueError:
+            raise _fail(f"--layers {layers!r}: expected comma-separated integers") from None
+        cfg = build_config(TrainConfig, {}, {
+            "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "prompts": prompts,
+            "losses": tuple(t.strip() for t in loss.split(",") if t.strip()), "layers": layer_list}, "train")
+        data = select_rows(cat, entry, list(train_class), split, encode_fp)
+        spec, resolved = check_model(data.encode, model, weights)
+        typer.echo(f"training on {len(data.rows)} samples of {list(train_class)} ({split}), "
+                   f"encode/{data.encode.attrs['fingerprint']}, model {spec.name}", err=True)
+        path = run_train(data, cfg, out, spec, resolved, device=resolve_device(device), resume=resume,
+                         extra={"dataset": dataset, "split": split})
+        typer.echo(f"prompts: {path}")
+        return 0
+
+    raise typer.Exit(_guard(body))
+
+
+@app.command()
 def status(
     catalog: CatalogOpt = Path("data_catalog.yaml"),
     cache: CacheOpt = None,
