@@ -139,3 +139,19 @@ def test_training_learns(learn_cache: Path, tmp_path: Path) -> None:
     for name, (same, ovr) in results.items():
         print(f"trained ({name} terms): {same:.3f} in class; one-vs-rest on 'box': {ovr:.3f}")
     assert results["local"][0] >= np.mean(untrained) + 0.10
+
+
+def test_coop_prompts_score_each_cloud_with_its_class(learn_cache: Path) -> None:
+    data, spec, weights = data_for(learn_cache, "ball")
+    cfg = TrainConfig(prompts="coop")
+    learner = build_learner(data, cfg, spec, weights, "cpu")
+    text = learner()
+    assert learner.classes == ["ball", "box"] and text.shape == (2, 2, 128)
+    samples = CachedSamples(data.encode, data.render, data.clean, (4,))
+    batch = collate([samples.item(r) for r in data.rows[:2]], "cpu")
+    index = {c: i for i, c in enumerate(learner.classes)}
+    coop = step_terms(text, batch, cfg, samples.grid, samples.size, index)
+    # every cloud here is a ball: the same as scoring against the 'ball' prompts alone
+    plain = step_terms(text[0], batch, TrainConfig(), samples.grid, samples.size)
+    for k in plain:
+        torch.testing.assert_close(coop[k], plain[k])
