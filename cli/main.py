@@ -63,6 +63,16 @@ def _report(reports: list, strict: bool) -> int:  # noqa: ANN001
     return code
 
 
+def _int_list(value: str | None, flag: str) -> tuple[int, ...] | None:
+    """Parse a comma-separated list of integers such as `6,12,18,24`; None stays None."""
+    if value is None:
+        return None
+    try:
+        return tuple(int(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise _fail(f"{flag} {value!r}: expected comma-separated integers such as 6,12,18,24") from None
+
+
 def _guard(fn):  # noqa: ANN001, ANN202 - wraps a command body: project errors become one red line
     from pointad_pipe.pipeline.errors import PointadError
 
@@ -170,11 +180,7 @@ def encode(
         from pointad_pipe.pipeline.stages import RunOptions
 
         cat = _catalog(catalog, cache)
-        try:
-            layer_list = None if layers is None else [int(x) for x in layers.split(",") if x.strip()]
-        except ValueError:
-            raise _fail(f"--layers {layers!r}: expected comma-separated integers such as 6,12,18,24") from None
-        cli = {"model": model, "layers": layer_list, "dpam": dpam, "dtype": dtype}
+        cli = {"model": model, "layers": _int_list(layers, "--layers"), "dpam": dpam, "dtype": dtype}
         reports = run_encode(cat, cat.dataset(dataset), RunOptions(workers=workers, scheduler=scheduler),
                              EncodeOptions(device=device, batch_size=batch_size, weights=weights), cli)
         code = _report(reports, strict)
@@ -220,10 +226,7 @@ def train(
 
         cat = _catalog(catalog, cache)
         entry = cat.dataset(dataset)
-        try:
-            layer_list = tuple(int(x) for x in layers.split(",")) if layers else ()
-        except ValueError:
-            raise _fail(f"--layers {layers!r}: expected comma-separated integers") from None
+        layer_list = _int_list(layers, "--layers") or ()
         cfg = build_config(TrainConfig, {}, {
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "prompts": prompts,
             "losses": tuple(t.strip() for t in loss.split(",") if t.strip()), "layers": layer_list}, "train")

@@ -40,3 +40,27 @@ def write_catalog(folder: Path, datasets: dict, cache: str = "cache") -> Path:
     path = folder / "catalog.yaml"
     path.write_text(yaml.safe_dump({"cache": str(folder / cache), "datasets": datasets}))
     return path
+
+
+def kill_when_done(cmd: list[str], url: Path, stage: str, rows: int, timeout: float = 120) -> None:
+    """Start `cmd`, SIGKILL it as soon as `rows` rows of `stage` are done in the cache at `url`."""
+    import signal
+    import subprocess
+    import time
+
+    import zarr
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, killed = time.time() + timeout, False
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            done = sum(int(g["done"][:].sum()) for _, g in zarr.open_group(str(url), mode="r")[stage].groups())
+        except Exception:  # the group is not there yet
+            done = 0
+        if done >= rows:
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert killed, "the run ended before it could be killed"

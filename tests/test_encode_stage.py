@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -13,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import zarr
 
 from pointad_pipe.model.registry import get_spec
 from pointad_pipe.pipeline.encode import Encoder, EncoderKey
 from pointad_pipe.pipeline.weights import load_model, random_init_sha256, resolve_weights
 
-from .conftest import write_catalog
+from .conftest import kill_when_done, write_catalog
 from .test_pipeline import SYNTH, check_cache, groups, run_cli
 
 
@@ -142,21 +140,7 @@ def test_killed_encode_resumes_to_identical_arrays(rendered: tuple[Path, Path], 
         return [sys.executable, "-m", "pointad_pipe.cli.main", "encode", "--catalog", str(c), "-d", "m",
                 "--model", "tiny", "--batch-size", "2"]
 
-    proc = subprocess.Popen(cmd(cat), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = tmp_path / "cat" / "cache" / "m.zarr"
-    deadline, killed = time.time() + 120, False
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            done = sum(int(g["done"][:].sum()) for _, g in zarr.open_group(str(url), mode="r")["encode"].groups())
-        except Exception:  # no encode group yet
-            done = 0
-        if done >= 1:
-            proc.send_signal(signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.02)
-    proc.wait()
-    assert killed, "the run ended before it could be killed"
+    kill_when_done(cmd(cat), tmp_path / "cat" / "cache" / "m.zarr", "encode", 1)
     (enc,) = groups(tmp_path / "cat" / "cache", "m", "encode")
     assert 0 < enc["done"][:].sum() < 8
     assert subprocess.run(cmd(cat), capture_output=True).returncode == 0

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from typer.testing import CliRunner
 
 from pointad_pipe.cli.main import app
 
-from .conftest import CHECKER, write_catalog
+from .conftest import CHECKER, kill_when_done, write_catalog
 
 SYNTH = {"clean": {"units": "absolute"}}  # the synthetic scanner's metre-valued scene (see data_catalog.yaml)
 
@@ -178,22 +176,7 @@ def test_killed_run_resumes_to_identical_arrays(mvtec_ball: Path, tmp_path: Path
                 "-j", "0"]
 
     cat = write_catalog(tmp_path, entry)
-    proc = subprocess.Popen(cmd(cat), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = tmp_path / "cache" / "m.zarr"
-    deadline = time.time() + 120
-    killed_at = None
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            done = sum(int(g["done"][:].sum()) for _, g in zarr.open_group(str(url), mode="r")["render"].groups())
-        except Exception:  # the group is not there yet
-            done = 0
-        if done >= 2:
-            proc.send_signal(signal.SIGKILL)
-            killed_at = done
-            break
-        time.sleep(0.05)
-    proc.wait()
-    assert killed_at is not None, "the run ended before it could be killed"
+    kill_when_done(cmd(cat), tmp_path / "cache" / "m.zarr", "render", 2)
     (render,) = groups(tmp_path / "cache", "m", "render")
     assert 0 < render["done"][:].sum() < 8  # it really was interrupted
     assert subprocess.run(cmd(cat), capture_output=True).returncode == 0
