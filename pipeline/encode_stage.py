@@ -19,7 +19,7 @@ from .config import as_json_dict, build_config
 from .encode import EncodeConfig, EncoderKey, encode_blocks, get_encoder
 from .errors import PointadError
 from .runner import RunReport
-from .stages import RunOptions, index_rows, run_render, run_stage
+from .stages import RunOptions, run_render, run_stage
 from .weights import Weights, resolve_weights
 
 JOB_BLOCKS = 4  # blocks per task: progress granularity vs. pipeline refills
@@ -140,7 +140,7 @@ def run_encode(catalog: Catalog, entry: DatasetEntry, opts: RunOptions, enc: Enc
     render_grp = store.find_group(root, "render", render_fp)
     fp = store.fingerprint("encode", as_json_dict(prep.config), render_fp, model=prep.config.model,
                            weights_sha256=prep.weights.sha256)
-    refs = index_rows(entry)
+    refs = reports[-1].refs
     grp = store.find_group(root, "encode", fp) or _create_group(root, fp, render_grp, prep, len(refs))
     todo, ready = ~store.done_mask(grp), store.done_mask(render_grp)
     render_errors = store.read_strings(render_grp["error"])

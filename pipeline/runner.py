@@ -32,6 +32,7 @@ class RunReport:
     skipped: int = 0
     succeeded: int = 0
     failures: list[tuple[int, str, str]] = field(default_factory=list)  # (row, id, error)
+    refs: list[Any] = field(default_factory=list, repr=False)  # the rows (SampleRefs), so later stages skip re-indexing
 
     @property
     def done(self) -> int:

@@ -140,7 +140,9 @@ def run_clean(catalog: Catalog, entry: DatasetEntry, opts: RunOptions) -> tuple[
     jobs = [{"rows": [r], "url": url, "fp": fp, "format": entry.format, "ref": dataclasses.asdict(refs[r]),
              "loader": json.dumps(entry.loader, sort_keys=True), "config": as_json_dict(cfg)}
             for r in np.flatnonzero(~store.done_mask(grp)).tolist()]
-    return run_stage("clean", grp, fp, url, refs, jobs, clean_task, opts), grp
+    report = run_stage("clean", grp, fp, url, refs, jobs, clean_task, opts)
+    report.refs = refs
+    return report, grp
 
 
 # ---------------------------------------------------------------- render
@@ -198,7 +200,7 @@ def run_render(catalog: Catalog, entry: DatasetEntry, opts: RunOptions,
     cfg = render_config(entry, cli)
     importlib.import_module(f".renderers.{BACKENDS[cfg.backend][0]}", __package__)  # fail before any work
     clean_report, clean_grp = run_clean(catalog, entry, opts)
-    refs = index_rows(entry)
+    refs = clean_report.refs
     clean_fp = clean_grp.attrs["fingerprint"]
     fp = store.fingerprint("render", as_json_dict(cfg), clean_fp)
     root = store.open_dataset(catalog.cache, entry.name)
@@ -213,6 +215,7 @@ def run_render(catalog: Catalog, entry: DatasetEntry, opts: RunOptions,
              "source": refs[r].source, "rgb": bool(grp.attrs.get("has_rgb"))}
             for r in np.flatnonzero(todo & clean_done).tolist()]
     report = run_stage("render", grp, fp, url, refs, jobs, render_task, opts)
+    report.refs = refs
     report.failures += [(int(r), refs[r].id, f"clean failed: {clean_errors[r]}")
                         for r in np.flatnonzero(todo & ~clean_done)]
     return [clean_report, report]
