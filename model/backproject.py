@@ -114,7 +114,9 @@ def fill_unseen(scores: Tensor, seen: Tensor, xyz: Tensor) -> Tensor:
     pts = xyz.detach().cpu().numpy().astype(np.float64)
     seen_idx = np.flatnonzero(seen_np)
     unseen_idx = np.flatnonzero(~seen_np)
-    _, nearest = cKDTree(pts[seen_idx]).query(pts[unseen_idx], k=1)
+    # an unbalanced, non-compact tree builds ~3x faster; one query per unseen point does not repay a better tree
+    tree = cKDTree(pts[seen_idx], balanced_tree=False, compact_nodes=False)
+    _, nearest = tree.query(pts[unseen_idx], k=1)
     source = np.arange(n)
     source[unseen_idx] = seen_idx[nearest]
     return scores[torch.from_numpy(source).to(scores.device)]

@@ -26,3 +26,42 @@ def point_scores(item: dict[str, Any], text: Any, grid: tuple[int, int], size: i
         if xyz is not None and not bool(seen.all()) and bool(seen.any()):
             scores = fill_unseen(scores, seen, torch.from_numpy(xyz))
     return scores[:, 1].numpy()
+
+
+def score_cloud(patch: Any, glob: Any, pt2pix: np.ndarray, text: Any, grid: tuple[int, int], size: int,
+                xyz: np.ndarray, grid_index: np.ndarray | None = None, grid_shape: tuple[int, int] | None = None,
+                spacing: float | None = None, tau: float = 0.07) -> tuple[np.ndarray, float]:
+    """A cloud's smoothed point map and global score (METHOD.md §6, §8) from one layer's cached features.
+
+    Args:
+        patch: (K, P, D) patch tokens of the scored layer.
+        glob: (K, D) global embeddings of the views.
+        pt2pix: (n, K) the render's point -> pixel map.
+        text: (2, D) normalised text features [g_n, g_a].
+        grid: the patch grid (h, w).
+        size: the render's image side.
+        xyz: (n, 3) the cleaned points.
+        grid_index: organized sources: each point's flat cell in `grid_shape` (smoothing sigma 4 cells).
+        grid_shape: the organized grid's (H, W).
+        spacing: unorganized sources: the median point spacing (smoothing sigma = 4 x spacing).
+        tau: the similarity temperature.
+    """
+    import torch
+
+    from ..model.backproject import backproject, fill_unseen
+    from ..model.inference import GRID_SIGMA, SPACING_SIGMA, global_score, smooth_grid, smooth_knn
+    from ..model.scoring import patch_maps, similarity_logits
+
+    with torch.no_grad():
+        t = text.detach().cpu()
+        maps = patch_maps(torch.as_tensor(np.asarray(patch, np.float32))[None], t, grid, tau)[0]
+        scores, seen = backproject(maps, torch.from_numpy(np.asarray(pt2pix, np.int64)), size)
+        if bool(seen.any()) and not bool(seen.all()):
+            scores = fill_unseen(scores, seen, torch.from_numpy(np.asarray(xyz, np.float32)))
+        view_probs = similarity_logits(torch.as_tensor(np.asarray(glob, np.float32)), t, tau).softmax(-1)[:, 1]
+    amap = scores[:, 1].numpy().astype(np.float64)
+    if grid_index is not None and grid_shape is not None:
+        amap = smooth_grid(amap, grid_index, grid_shape, GRID_SIGMA)
+    elif spacing:
+        amap = smooth_knn(amap, xyz, SPACING_SIGMA * spacing)
+    return amap, global_score(amap, view_probs.numpy())

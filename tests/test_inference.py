@@ -43,3 +43,25 @@ def test_global_score_and_fusion() -> None:
     # fusing a map with itself is smoothing it twice: the RGB side changes nothing else
     np.testing.assert_allclose(fuse_grid(a, a, grid, shape), g(g(a)))
     assert fused_global(fused, 0.8, views) == fused.max() + (0.8 + 0.4) / 2
+
+
+def test_score_cloud_composes_backprojection_smoothing_and_global() -> None:
+    import torch
+
+    from pointad_pipe.model.backproject import backproject
+    from pointad_pipe.model.scoring import patch_maps, similarity_logits
+    from pointad_pipe.pipeline.infer import score_cloud
+
+    rng = np.random.default_rng(2)
+    k, grid, size, n, d = 3, (4, 4), 16, 50, 8
+    patch = rng.standard_normal((k, 16, d)).astype(np.float32)
+    glob = rng.standard_normal((k, d)).astype(np.float32)
+    pt2pix = rng.integers(0, size * size, (n, k)).astype(np.int32)  # every point seen in every view
+    text = torch.nn.functional.normalize(torch.randn(2, d), dim=-1)
+    cells = rng.choice(size * size, n, replace=False)
+    amap, g = score_cloud(patch, glob, pt2pix, text, grid, size, rng.random((n, 3)), cells, (size, size))
+    maps = patch_maps(torch.from_numpy(patch)[None], text, grid)[0]
+    raw = backproject(maps, torch.from_numpy(pt2pix.astype(np.int64)), size)[0][:, 1].numpy()
+    np.testing.assert_allclose(amap, smooth_grid(raw, cells, (size, size)), rtol=1e-6)
+    views = similarity_logits(torch.from_numpy(glob), text).softmax(-1)[:, 1].numpy()
+    assert abs(g - (0.5 * amap.max() + 0.5 * views.mean())) < 1e-6
