@@ -243,6 +243,32 @@ def train(
 
 
 @app.command()
+def evaluate(
+    dataset: DatasetOpt,
+    checkpoint: Annotated[Path, typer.Option(help="A prompts .pt written by `train` (its .json sidecar beside it).")],
+    out: Annotated[Path, typer.Option(help="Run folder: scores.zarr, metrics.json, metrics.csv.")],
+    catalog: CatalogOpt = Path("data_catalog.yaml"),
+    cache: CacheOpt = None,
+    classes: Annotated[list[str] | None, typer.Option(
+        "--classes", help="Classes to evaluate (default: every class but the training ones: one-vs-rest).")] = None,
+    weights: Annotated[str | None, typer.Option(help="The weights file the cache was encoded with.")] = None,
+) -> None:
+    """Score the cached samples with trained prompts and report I-AUROC, AP, P-AUROC and AUPRO per class."""
+
+    def body() -> int:
+        from pointad_pipe.pipeline.evaluate import evaluate as run_eval
+
+        cat = _catalog(catalog, cache)
+        report = run_eval(cat, cat.dataset(dataset), checkpoint, out, classes, weights)
+        for cls, vals in [*report["per_class"].items(), ("mean", report["mean"])]:
+            typer.echo(f"{cls:>16}: " + "  ".join(f"{k} {v:.3f}" for k, v in vals.items()))
+        typer.echo(f"run: {out}")
+        return 0
+
+    raise typer.Exit(_guard(body))
+
+
+@app.command()
 def status(
     catalog: CatalogOpt = Path("data_catalog.yaml"),
     cache: CacheOpt = None,

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pointad_pipe.cli.main import app
 
-COMMANDS = ["make-synthetic", "clean", "render", "encode", "train", "status"]
+COMMANDS = ["make-synthetic", "clean", "render", "encode", "train", "evaluate", "status"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

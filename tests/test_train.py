@@ -155,3 +155,38 @@ def test_coop_prompts_score_each_cloud_with_its_class(learn_cache: Path) -> None
     plain = step_terms(text[0], batch, TrainConfig(), samples.grid, samples.size)
     for k in plain:
         torch.testing.assert_close(coop[k], plain[k])
+
+
+def test_train_then_evaluate_end_to_end(learn_cache: Path, tmp_path: Path) -> None:
+    """train on one class, evaluate the other; recompute the metrics from scores.zarr with sklearn."""
+    import json
+
+    import zarr
+    from sklearn.metrics import average_precision_score
+
+    from pointad_pipe.model.metrics import aupro_official, aupro_pointad
+
+    code, out = run_cli("train", "--catalog", str(learn_cache), "-d", "s", "--train-class", "ball",
+                        "--out", str(tmp_path / "run"), "--epochs", "2")
+    assert code == 0, out
+    code, out = run_cli("evaluate", "--catalog", str(learn_cache), "-d", "s", "--checkpoint",
+                        str(tmp_path / "run" / "prompts.pt"), "--out", str(tmp_path / "ev"))
+    assert code == 0 and "box" in out and "ball:" not in out, out
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert set(metrics["per_class"]) == {"box"} and metrics["train_classes"] == ["ball"]
+    z = zarr.open_group(str(tmp_path / "ev" / "scores.zarr"), mode="r")
+    classes = [str(c) for c in z["meta/class"][:].tolist()]
+    rows = [r for r, c in enumerate(classes) if c == "box"]
+    labels = np.asarray(z["meta/label"][:])[rows]
+    glob = np.asarray(z["global_score"][:])[rows]
+    box = metrics["per_class"]["box"]
+    assert abs(box["i_auroc"] - roc_auc_score(labels, glob)) < 1e-9
+    assert abs(box["ap"] - average_precision_score(labels, glob)) < 1e-9
+    pts = np.concatenate([z[f"points/{r}/score"][:] for r in rows])
+    lab = np.concatenate([z[f"points/{r}/label"][:] for r in rows])
+    assert abs(box["p_auroc"] - roc_auc_score(lab, pts)) < 1e-6
+    maps, gts = np.asarray(z["grid_score"][:])[rows], np.asarray(z["grid_gt"][:])[rows]
+    assert int(gts.sum()) == int(lab.sum())  # the grid holds exactly the points' labels
+    assert abs(box["aupro_official"] - aupro_official(maps, gts)) < 1e-9
+    assert abs(box["aupro_pointad"] - aupro_pointad(maps, gts)) < 1e-9
+    assert 0 <= box["aupro_official"] <= 1 and (tmp_path / "ev" / "metrics.csv").read_text().startswith("class,")
