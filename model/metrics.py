@@ -125,6 +125,18 @@ def _check_limit(fpr_limit: float) -> None:
         raise ValueError(f"fpr_limit: expected a value in (0, 1], got {fpr_limit}")
 
 
+def _prepare(score_maps: np.ndarray, gt_masks: np.ndarray,
+             fpr_limit: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int] | None:
+    """Checked inputs and GT regions shared by both AUPROs; None when AUPRO is undefined (NaN)."""
+    _check_limit(fpr_limit)
+    scores, gt = _check_maps(score_maps, gt_masks)
+    ids, sizes, n_regions = _regions(gt)
+    n_normal = int((~gt).sum())
+    if n_regions == 0 or n_normal == 0:
+        return None
+    return scores, ids, sizes, n_regions, n_normal
+
+
 def aupro_official(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: float = 0.3) -> float:
     """AUPRO, *official* MVTec 3D-AD definition (METHOD §9).
 
@@ -143,12 +155,10 @@ def aupro_official(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: floa
     Returns:
         AUPRO in [0, 1]; NaN without any GT region or without any normal pixel.
     """
-    _check_limit(fpr_limit)
-    scores, gt = _check_maps(score_maps, gt_masks)
-    ids, sizes, n_regions = _regions(gt)
-    n_normal = int((~gt).sum())
-    if n_regions == 0 or n_normal == 0:
+    prepared = _prepare(score_maps, gt_masks, fpr_limit)
+    if prepared is None:
         return float("nan")
+    scores, ids, sizes, n_regions, n_normal = prepared
     order = np.argsort(-scores.ravel(), kind="stable")
     s_sorted, id_sorted = scores.ravel()[order], ids.ravel()[order]
     # Each region pixel adds 1 / (|region| * n_regions) to PRO; each normal pixel 1 / n_normal to FPR.
@@ -178,12 +188,10 @@ def aupro_pointad(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: float
     Returns:
         A value in [0, 1]; NaN without any GT region, normal pixel, or a spread of kept FPRs.
     """
-    _check_limit(fpr_limit)
-    scores, gt = _check_maps(score_maps, gt_masks)
-    ids, sizes, n_regions = _regions(gt)
-    n_normal = int((~gt).sum())
-    if n_regions == 0 or n_normal == 0:
+    prepared = _prepare(score_maps, gt_masks, fpr_limit)
+    if prepared is None:
         return float("nan")
+    scores, ids, sizes, n_regions, n_normal = prepared
     thresholds = np.linspace(scores.min(), scores.max(), steps)
     # A pixel is positive at thresholds[k] exactly when k < rank, rank = #(thresholds < score).
     rank = np.searchsorted(thresholds, scores.ravel(), side="left")
