@@ -106,6 +106,13 @@ def _sidecar(path: Path, info: dict[str, Any]) -> None:
 
 def build_learner(data: TrainData, cfg: TrainConfig, spec: Any, weights: Any, device: str) -> Any:
     """The prompt learner over the cache's model, its parameters drawn from `cfg.seed`."""
+    classes = sorted({str(c) for c in np.asarray(data.clean["meta/class"][:]).tolist()}) \
+        if cfg.prompts == "coop" else None
+    return prompt_learner(classes, cfg, spec, weights, device)
+
+
+def prompt_learner(classes: list[str] | None, cfg: TrainConfig, spec: Any, weights: Any, device: str) -> Any:
+    """A prompt learner on `spec`'s frozen text tower; `classes` only for `coop` prompts."""
     import open_clip
     import torch
 
@@ -115,8 +122,6 @@ def build_learner(data: TrainData, cfg: TrainConfig, spec: Any, weights: Any, de
 
     register_project_configs()
     model = load_model(spec, weights, device=device)
-    classes = sorted({str(c) for c in np.asarray(data.clean["meta/class"][:]).tolist()}) \
-        if cfg.prompts == "coop" else None
     torch.manual_seed(cfg.seed)
     learner = PromptLearner(model, open_clip.get_tokenizer(spec.open_clip_name), classes,
                             cfg.n_ctx, cfg.deep_depth, cfg.deep_len)
@@ -147,6 +152,7 @@ def train(data: TrainData, cfg: TrainConfig, out: Path, spec: Any, weights: Any,
     info = {"encode_fingerprint": data.encode.attrs["fingerprint"], "model": spec.name,
             "weights_sha256": data.encode.attrs["weights_sha256"], "train": asdict(cfg), "scored_layers": list(layers),
             "rows": len(data.rows), "classes": sorted({samples.classes[r] for r in data.rows}),
+            "prompt_classes": learner.classes,
             "git_commit": git_commit(), "method": {"tau": cfg.tau, "loss_weights": 1.0,
                                                    "visibility": data.render.attrs.get("visibility")},
             **(extra or {})}

@@ -65,3 +65,61 @@ def test_score_cloud_composes_backprojection_smoothing_and_global() -> None:
     np.testing.assert_allclose(amap, smooth_grid(raw, cells, (size, size)), rtol=1e-6)
     views = similarity_logits(torch.from_numpy(glob), text).softmax(-1)[:, 1].numpy()
     assert abs(g - (0.5 * amap.max() + 0.5 * views.mean())) < 1e-6
+
+
+def test_rgb_fusion_changes_only_the_map_and_global_that_method_names() -> None:
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    from pointad_pipe.model.backproject import backproject
+    from pointad_pipe.model.scoring import patch_maps, similarity_logits
+    from pointad_pipe.pipeline.infer import score_cloud
+
+    rng = np.random.default_rng(3)
+    k, grid, size, n, d = 3, (4, 4), 16, 60, 8
+    patch = rng.standard_normal((k, 16, d)).astype(np.float32)
+    glob = rng.standard_normal((k, d)).astype(np.float32)
+    pt2pix = rng.integers(0, size * size, (n, k)).astype(np.int32)
+    text = torch.nn.functional.normalize(torch.randn(2, d), dim=-1)
+    cells = rng.choice(size * size, n, replace=False)
+    xyz = rng.random((n, 3))
+    rgb = (rng.standard_normal((16, d)).astype(np.float32), rng.standard_normal(d).astype(np.float32), cells)
+    args = (patch, glob, pt2pix, text, grid, size, xyz, cells, (size, size))
+
+    point_map, point_g = score_cloud(*args)
+    same_map, same_g = score_cloud(*args, rgb=rgb, modality="point")  # RGB present but not asked for: no change
+    np.testing.assert_array_equal(point_map, same_map)
+    assert point_g == same_g
+
+    # independent C: the RGB image's S_a, upsampled to the full image, read at each point's RGB pixel
+    logits = F.normalize(torch.from_numpy(rgb[0]), dim=-1) @ text.T / 0.07
+    s_a = logits.softmax(-1)[:, 1].reshape(1, 1, *grid)
+    up = F.interpolate(s_a, size=(size, size), mode="bilinear", align_corners=False)[0, 0].numpy().reshape(-1)
+    c = up[cells]
+    raw = backproject(patch_maps(torch.from_numpy(patch)[None], text, grid)[0],
+                      torch.from_numpy(pt2pix.astype(np.int64)), size)[0][:, 1].numpy()
+    g = lambda x: smooth_grid(x, cells, (size, size))  # noqa: E731
+    p_rgb = float((F.normalize(torch.from_numpy(rgb[1]), dim=-1) @ text.T / 0.07).softmax(-1)[1])
+    p_views = similarity_logits(torch.from_numpy(glob), text).softmax(-1)[:, 1].numpy().mean()
+
+    fused_map, fused_g = score_cloud(*args, rgb=rgb, modality="fused")
+    np.testing.assert_allclose(fused_map, g((g(raw) + g(c)) / 2), rtol=1e-5, atol=1e-7)
+    assert abs(fused_g - (fused_map.max() + (p_rgb + p_views) / 2)) < 1e-6
+
+    rgb_map, rgb_g = score_cloud(*args, rgb=rgb, modality="rgb")
+    np.testing.assert_allclose(rgb_map, g(c), rtol=1e-5, atol=1e-7)
+    assert abs(rgb_g - (rgb_map.max() + p_rgb)) < 1e-6
+    # the RGB-only ablation does not look at the views' patch tokens at all
+    np.testing.assert_array_equal(score_cloud(patch * 0 + 1, *args[1:], rgb=rgb, modality="rgb")[0], rgb_map)
+
+
+def test_rgb_modalities_refuse_unorganized_clouds() -> None:
+    import pytest
+    import torch
+
+    from pointad_pipe.pipeline.infer import score_cloud
+
+    text = torch.nn.functional.normalize(torch.randn(2, 4), dim=-1)
+    with pytest.raises(ValueError, match="organized"):
+        score_cloud(np.zeros((1, 4, 4), np.float32), np.zeros((1, 4), np.float32), np.zeros((3, 1), np.int32), text,
+                    (2, 2), 4, np.zeros((3, 3)), rgb=(np.zeros((4, 4)), np.zeros(4), np.zeros(3)), modality="fused")
