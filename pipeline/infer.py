@@ -70,8 +70,15 @@ def score_cloud(patch: Any, glob: Any, pt2pix: np.ndarray, text: Any, grid: tupl
     import torch
 
     from ..model.backproject import backproject, fill_unseen, sample_at_pixels
-    from ..model.inference import (GRID_SIGMA, SPACING_SIGMA, fuse_grid, fused_global, global_score, smooth_grid,
-                                   smooth_knn)
+    from ..model.inference import (
+        GRID_SIGMA,
+        SPACING_SIGMA,
+        fuse_grid,
+        fused_global,
+        global_score,
+        smooth_grid,
+        smooth_knn,
+    )
     from ..model.scoring import patch_maps, similarity_logits
 
     if modality not in MODALITIES:
