@@ -246,26 +246,50 @@ def train(
 def evaluate(
     dataset: DatasetOpt,
     checkpoint: Annotated[Path, typer.Option(help="A prompts .pt written by `train` (its .json sidecar beside it).")],
-    out: Annotated[Path, typer.Option(help="Run folder: scores.zarr, metrics.json, metrics.csv.")],
+    out: Annotated[Path, typer.Option(
+        help="Run folder: scores.zarr, metrics.json/.csv, report.md, figures/, clouds/<class>/<id>.ply.")],
     catalog: CatalogOpt = Path("data_catalog.yaml"),
     cache: CacheOpt = None,
+    protocol: Annotated[str, typer.Option(
+        help="one-vs-rest: the training dataset's other classes; cross-dataset: every class of --dataset, "
+        "which must be encoded by the checkpoint's model and weights.")] = "one-vs-rest",
     classes: Annotated[list[str] | None, typer.Option(
-        "--classes", help="Classes to evaluate (default: every class but the training ones: one-vs-rest).")] = None,
+        "--classes", help="Only these classes (repeat the flag). Default: every class the protocol scores.")] = None,
+    rgb: Annotated[bool, typer.Option(
+        "--rgb", help="Fuse the registered RGB image's scores into the point map and global score "
+        "(organized sources with colour; no retraining).")] = False,
+    rgb_only: Annotated[bool, typer.Option("--rgb-only", help="Score from the RGB image alone (an ablation).")] = False,
+    ply: Annotated[bool, typer.Option(help="Write every scored cloud as .ply under clouds/.")] = True,
+    montage: Annotated[int, typer.Option(help="Samples per class in the report's montage.")] = 4,
     weights: Annotated[str | None, typer.Option(help="The weights file the cache was encoded with.")] = None,
 ) -> None:
-    """Score the cached samples with trained prompts and report I-AUROC, AP, P-AUROC and AUPRO per class."""
+    """Score cached samples with trained prompts: I-AUROC, AP, P-AUROC and both AUPROs per class, and a report."""
 
     def body() -> int:
+        from pointad_pipe.pipeline.errors import PointadError
+        from pointad_pipe.pipeline.evaluate import EvalOptions
         from pointad_pipe.pipeline.evaluate import evaluate as run_eval
 
+        if rgb and rgb_only:
+            raise PointadError("--rgb and --rgb-only exclude each other")
         cat = _catalog(catalog, cache)
-        report = run_eval(cat, cat.dataset(dataset), checkpoint, out, classes, weights)
-        for cls, vals in [*report["per_class"].items(), ("mean", report["mean"])]:
-            typer.echo(f"{cls:>16}: " + "  ".join(f"{k} {v:.3f}" for k, v in vals.items()))
-        typer.echo(f"run: {out}")
+        opts = EvalOptions(protocol=protocol, classes=classes, weights=weights,
+                           modality="rgb" if rgb_only else "fused" if rgb else "point", write_ply=ply,
+                           montage_samples=montage)
+        report = run_eval(cat, cat.dataset(dataset), checkpoint, out, opts)
+        print_table(report)
+        typer.echo(f"report: {out / 'report.md'}")
         return 0
 
     raise typer.Exit(_guard(body))
+
+
+def print_table(report: dict) -> None:
+    """The metrics per class and their mean, x100 as the paper prints them."""
+    keys = list(report["mean"])
+    typer.echo(f"{'class':>16}  " + "  ".join(f"{k:>14}" for k in keys))
+    for cls, vals in [*report["per_class"].items(), ("mean", report["mean"])]:
+        typer.echo(f"{cls:>16}  " + "  ".join(f"{100 * vals.get(k, float('nan')):>14.1f}" for k in keys))
 
 
 @app.command()

@@ -153,6 +153,8 @@ def train(data: TrainData, cfg: TrainConfig, out: Path, spec: Any, weights: Any,
             "weights_sha256": data.encode.attrs["weights_sha256"], "train": asdict(cfg), "scored_layers": list(layers),
             "rows": len(data.rows), "classes": sorted({samples.classes[r] for r in data.rows}),
             "prompt_classes": learner.classes,
+            "pipeline": {"format": data.clean.attrs.get("format"), "clean": dict(data.clean.attrs["config"]),
+                         "render": dict(data.render.attrs["config"]), "encode": dict(data.encode.attrs["config"])},
             "git_commit": git_commit(), "method": {"tau": cfg.tau, "loss_weights": 1.0,
                                                    "visibility": data.render.attrs.get("visibility")},
             **(extra or {})}

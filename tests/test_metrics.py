@@ -59,6 +59,24 @@ def brute_aupro_official(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3)
     return area / limit
 
 
+def sorted_aupro_official(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3) -> float:
+    """The same curve as `brute_aupro_official`, counted with searchsorted per threshold (fast enough for 336² maps)."""
+    gt = gt.astype(bool)
+    regions = [np.sort(scores[i][region]) for i, region in _regions_by_loop(gt)]
+    normal = np.sort(scores[~gt])
+    thresholds = np.unique(scores)[::-1]
+    fpr = (normal.size - np.searchsorted(normal, thresholds, side="left")) / normal.size
+    pro = np.mean([(r.size - np.searchsorted(r, thresholds, side="left")) / r.size for r in regions], axis=0)
+    x, y = np.concatenate(([0.0], fpr)), np.concatenate(([0.0], pro))
+    past = int(np.argmax(x > limit)) if (x > limit).any() else x.size
+    xs, ys = list(x[:past]), list(y[:past])
+    if past < x.size:
+        xs.append(limit)
+        ys.append(y[past - 1] + (y[past] - y[past - 1]) * (limit - x[past - 1]) / (x[past] - x[past - 1]))
+    xs_a, ys_a = np.array(xs), np.array(ys)
+    return float(np.sum(np.diff(xs_a) * (ys_a[1:] + ys_a[:-1]) / 2.0) / limit)
+
+
 def brute_aupro_pointad(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3, steps: int = 200) -> float:
     gt = gt.astype(bool)
     regions = _regions_by_loop(gt)
@@ -257,3 +275,10 @@ def test_pixel_auroc_grid_counts_every_cell() -> None:
     scores, gt = _random_case(2)
     scores[:, :2, :] = 0.0  # background cells scored 0 stay in
     assert pixel_auroc_grid(scores, gt) == pytest.approx(roc_auc_score(gt.ravel(), scores.ravel()), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sorted_reference_equals_brute_reference(seed: int) -> None:
+    """The e2e test's fast reference AUPRO agrees with the per-threshold loop it stands in for."""
+    scores, gt = _random_case(seed)
+    assert sorted_aupro_official(scores, gt) == pytest.approx(brute_aupro_official(scores, gt), abs=1e-12)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from pointad_pipe.pipeline.catalog import load_catalog
 from pointad_pipe.pipeline.errors import PointadError
+from pointad_pipe.pipeline.evaluate import safe_name
 from pointad_pipe.pipeline.infer import point_scores
 from pointad_pipe.pipeline.train import CachedSamples, TrainConfig, collate, step_terms
 from pointad_pipe.pipeline.train_run import TrainData, build_learner, check_model, select_rows, train
@@ -164,7 +166,7 @@ def test_train_then_evaluate_end_to_end(learn_cache: Path, tmp_path: Path) -> No
     import zarr
     from sklearn.metrics import average_precision_score
 
-    from pointad_pipe.model.metrics import aupro_official, aupro_pointad
+    from .test_metrics import brute_aupro_pointad, sorted_aupro_official
 
     code, out = run_cli("train", "--catalog", str(learn_cache), "-d", "s", "--train-class", "ball",
                         "--out", str(tmp_path / "run"), "--epochs", "2")
@@ -187,6 +189,20 @@ def test_train_then_evaluate_end_to_end(learn_cache: Path, tmp_path: Path) -> No
     assert abs(box["p_auroc"] - roc_auc_score(lab, pts)) < 1e-6
     maps, gts = np.asarray(z["grid_score"][:])[rows], np.asarray(z["grid_gt"][:])[rows]
     assert int(gts.sum()) == int(lab.sum())  # the grid holds exactly the points' labels
-    assert abs(box["aupro_official"] - aupro_official(maps, gts)) < 1e-9
-    assert abs(box["aupro_pointad"] - aupro_pointad(maps, gts)) < 1e-9
+    assert abs(box["aupro_official"] - sorted_aupro_official(maps, gts)) < 1e-9
+    assert abs(box["aupro_pointad"] - brute_aupro_pointad(maps, gts)) < 1e-9
     assert 0 <= box["aupro_official"] <= 1 and (tmp_path / "ev" / "metrics.csv").read_text().startswith("class,")
+    # the run folder: report with figures that exist, and scored clouds readable by Open3D
+    report = (tmp_path / "ev" / "report.md").read_text()
+    assert "box" in report and "tiny" in report
+    for link in re.findall(r"\]\(([^)]+\.png)\)", report):
+        assert (tmp_path / "ev" / link).is_file(), link
+    assert re.search(r"box_montage\.png", report) and re.search(r"box_roc\.png", report)
+    import open3d as o3d
+
+    plys = sorted((tmp_path / "ev" / "clouds" / "box").glob("*.ply"))
+    assert len(plys) == len(rows)
+    first = min(rows)
+    name = safe_name(str(z["meta/id"][first]))
+    pc = o3d.t.io.read_point_cloud(str(tmp_path / "ev" / "clouds" / "box" / f"{name}.ply"))
+    np.testing.assert_allclose(pc.point.score.numpy()[:, 0], z[f"points/{first}/score"][:])
