@@ -361,3 +361,26 @@ def test_files_root_errors(tmp_path: Path) -> None:
         FilesLoader().index(tmp_path, None, None)
     (ref,) = FilesLoader().index(tmp_path / "a.npy", None, None)  # a single file as the root
     assert (ref.id, ref.cls) == ("a", "default")
+
+
+def _ply(fmt: str, n: int, body: bytes) -> bytes:
+    props = "".join(f"property float {c}\n" for c in "xyz")
+    return f"ply\nformat {fmt} 1.0\nelement vertex {n}\n{props}end_header\n".encode() + body
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (_ply("binary_little_endian", 100, np.zeros((40, 3), "<f4").tobytes()),
+     "announces 1200 bytes of data, the file holds 480"),
+    (_ply("ascii", 5, b"1 2 3\n4 5 6\n"), "announces 5 rows, the file holds 2"),
+])
+def test_files_truncated_ply_is_refused_not_zero_padded(tmp_path: Path, content: bytes, problem: str) -> None:
+    """Open3D pads a truncated PLY with zeros; the loader must refuse it, naming the file."""
+    path = tmp_path / "cut.ply"
+    path.write_bytes(content)
+    loader = FilesLoader()
+    with pytest.raises(SampleError, match=problem) as info:
+        loader.load(loader.index(path, None, None)[0])
+    assert info.value.path == str(path)
+    whole = tmp_path / "whole.ply"
+    whole.write_bytes(_ply("binary_little_endian", 40, np.ones((40, 3), "<f4").tobytes()))
+    assert loader.load(loader.index(whole, None, None)[0]).points.shape == (40, 3)

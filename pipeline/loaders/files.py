@@ -143,6 +143,46 @@ def _ply_has_faces(path: Path) -> bool:
     raise SampleError(path, "not a PLY file (no `end_header` line)")
 
 
+_PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
+              "int": 4, "uint": 4, "float": 4, "int32": 4, "uint32": 4, "float32": 4, "double": 8, "float64": 8}
+
+
+def check_ply_complete(path: Path) -> None:
+    """Refuse a PLY whose body is shorter than its header announces.
+
+    Why our own check: Open3D reads a truncated PLY as a cloud padded with zeros and only prints a
+    warning, so the pipeline would score a cloud that is not the file's.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(_HEADER_BYTES)
+        end = head.find(b"end_header")
+        if end < 0:
+            raise SampleError(path, "not a PLY file (no `end_header` line)")
+        body_start = head.index(b"\n", end) + 1 if b"\n" in head[end:] else len(head)
+        lines = head[:end].decode("ascii", errors="replace").splitlines()
+        fmt = next((ln.split()[1] for ln in lines if ln.startswith("format ") and len(ln.split()) > 1), "")
+        elements: list[list[int | None]] = []  # per element: [count, bytes per row or None for lists]
+        for ln in lines:
+            words = ln.split()
+            if words[:1] == ["element"] and len(words) >= 3 and words[2].isdigit():
+                elements.append([int(words[2]), 0])
+            elif words[:1] == ["property"] and elements and elements[-1][1] is not None:
+                size = _PLY_SIZES.get(words[1]) if len(words) >= 3 and words[1] != "list" else None
+                elements[-1][1] = None if size is None else elements[-1][1] + size
+        size_on_disk = path.stat().st_size - body_start
+        if fmt.startswith("binary") and all(e[1] is not None for e in elements):
+            expected = sum(int(c) * int(b) for c, b in elements)
+            if size_on_disk < expected:
+                raise SampleError(path, f"truncated PLY: its header announces {expected} bytes of data, the file "
+                                        f"holds {size_on_disk}")
+        elif fmt == "ascii":
+            fh.seek(body_start)
+            rows = sum(1 for line in fh if line.strip())
+            expected = sum(int(e[0]) for e in elements)
+            if rows < expected:
+                raise SampleError(path, f"truncated PLY: its header announces {expected} rows, the file holds {rows}")
+
+
 def sample_mesh(path: Path, count: int, seed: int) -> np.ndarray:
     """Sample `count` points on a mesh surface, area-weighted; the same seed gives the same points.
 
@@ -299,6 +339,7 @@ class FilesLoader:
         elif suffix in MESH_SUFFIXES or (suffix == ".ply" and _ply_has_faces(path)):
             points = sample_mesh(path, self.mesh_points, self.seed)
         elif suffix == ".ply":
+            check_ply_complete(path)
             points, rgb = _o3d_cloud(path)
         else:
             raise SampleError(path, f"unsupported extension {path.suffix!r}; expected one of {SUFFIXES}")
