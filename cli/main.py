@@ -284,6 +284,55 @@ def evaluate(
     raise typer.Exit(_guard(body))
 
 
+@app.command()
+def predict(
+    files: Annotated[list[Path], typer.Argument(
+        help="Clouds or meshes to score: .ply .pcd .npy .stl .obj .off, or an MVTec-style xyz .tiff.")],
+    checkpoint: Annotated[Path, typer.Option(help="A prompts .pt written by `train` (its .json sidecar beside it).")],
+    out: Annotated[Path, typer.Option(help="Folder for <name>.ply, <name>_views.png and <name>.json per file.")],
+    rgb: Annotated[list[Path] | None, typer.Option(
+        "--rgb", help="The registered RGB image of a .tiff, fused into its scores; repeat once per FILE, in order.")]
+    = None,
+    weights: Annotated[str | None, typer.Option(help="The weights file the checkpoint's cache was encoded with.")]
+    = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+) -> None:
+    """Score your own files with a trained checkpoint: clean, render, encode and score in memory (no catalog).
+
+    The model is loaded once for all FILES. A file that cannot be read or scored is reported and
+    skipped; the others are still scored, and the exit code is 1 when any file failed.
+    """
+
+    def body() -> int:
+        from tqdm import tqdm
+
+        from pointad_pipe.pipeline.encode_stage import resolve_device
+        from pointad_pipe.pipeline.errors import PointadError, SampleError
+        from pointad_pipe.pipeline.predict import Predictor, write_prediction
+
+        if rgb and len(rgb) != len(files):
+            raise PointadError(f"--rgb was given {len(rgb)} times for {len(files)} files; give one per file, in order")
+        predictor = Predictor(checkpoint, weights, resolve_device(device), "fused" if rgb else "point")
+        out.mkdir(parents=True, exist_ok=True)
+        failures = []
+        for i, path in enumerate(tqdm(files, desc="predict", unit="file", file=sys.stderr, disable=len(files) < 2)):
+            try:
+                pred = predictor.predict(path, rgb[i] if rgb else None)
+                rec = write_prediction(pred, out, {"checkpoint": str(checkpoint), "model": predictor.ckpt.side["model"],
+                                                   "modality": predictor.modality})
+                typer.echo(f"{path}: global score {rec['global_score']:.4f} -> {out / rec['ply']}")
+            except (PointadError, OSError, ValueError) as exc:  # one bad file must not stop the others
+                failures.append((path, exc))
+                text = str(exc) if isinstance(exc, SampleError) else f"{path}: {type(exc).__name__}: {exc}"
+                typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
+        if failures:
+            typer.echo(f"{len(failures)} of {len(files)} files failed: " + ", ".join(str(p) for p, _ in failures),
+                       err=True)
+        return 1 if failures else 0
+
+    raise typer.Exit(_guard(body))
+
+
 def print_table(report: dict) -> None:
     """The metrics per class and their mean, x100 as the paper prints them."""
     keys = list(report["mean"])

@@ -35,6 +35,35 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def learn_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Catalog of two synthetic classes (test split, 4 samples per defect kind, RGB), encoded with `tiny`."""
+    from pointad_pipe.pipeline.loaders.synthetic import make_synthetic
+
+    from .test_pipeline import SYNTH, run_cli
+
+    base = tmp_path_factory.mktemp("learn")
+    make_synthetic(base / "syn", seed=3, classes=["ball", "box"], n_train=1, n_test_good=4, n_test_per_defect=4,
+                   layouts=("mvtec3d",))
+    cat = write_catalog(base, {"s": {"format": "mvtec3d", "root": str(base / "syn" / "mvtec3d"),
+                                     "splits": ["test"], **SYNTH}})
+    code, out = run_cli("encode", "--catalog", str(cat), "-d", "s", "--model", "tiny", "-j", "0")
+    assert code == 0, out
+    return cat
+
+
+@pytest.fixture(scope="session")
+def ball_checkpoint(learn_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Prompts trained for 2 epochs on the `ball` class of `learn_cache`."""
+    from .test_pipeline import run_cli
+
+    out = tmp_path_factory.mktemp("ball_run")
+    code, text = run_cli("train", "--catalog", str(learn_cache), "-d", "s", "--train-class", "ball", "--out",
+                         str(out), "--epochs", "2")
+    assert code == 0, text
+    return out / "prompts.pt"
+
+
 def write_catalog(folder: Path, datasets: dict, cache: str = "cache") -> Path:
     """Write a catalog file into `folder` and return its path."""
     path = folder / "catalog.yaml"

@@ -18,25 +18,9 @@ from pointad_pipe.pipeline.infer import point_scores
 from pointad_pipe.pipeline.train import CachedSamples, TrainConfig, collate, step_terms
 from pointad_pipe.pipeline.train_run import TrainData, build_learner, check_model, select_rows, train
 
-from .conftest import write_catalog
-from .test_pipeline import SYNTH, run_cli
+from .test_pipeline import run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture(scope="module")
-def learn_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two synthetic classes, test split only, 4 samples per defect kind, encoded with `tiny`."""
-    from pointad_pipe.pipeline.loaders.synthetic import make_synthetic
-
-    base = tmp_path_factory.mktemp("learn")
-    make_synthetic(base / "syn", seed=3, classes=["ball", "box"], n_train=1, n_test_good=4, n_test_per_defect=4,
-                   layouts=("mvtec3d",))
-    cat = write_catalog(base, {"s": {"format": "mvtec3d", "root": str(base / "syn" / "mvtec3d"),
-                                     "splits": ["test"], **SYNTH}})
-    code, out = run_cli("encode", "--catalog", str(cat), "-d", "s", "--model", "tiny", "-j", "0")
-    assert code == 0, out
-    return cat
 
 
 def data_for(cat: Path, cls: str) -> tuple[TrainData, object, object]:

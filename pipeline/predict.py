@@ -1,0 +1,166 @@
+"""`pointad-pipe predict`: score the user's own files with a trained checkpoint, no catalog, no cache.
+
+Each file goes through the same stages as a dataset sample (clean -> render -> encode -> score), in
+memory. The model and the prompts are loaded once (`Predictor`) for all files. The pipeline settings
+come from the checkpoint's sidecar (the render and encode configs of the cache it was trained on),
+so that a file is seen as the training samples were; the clean config is the training one for an
+MVTec-style `.tiff` when the checkpoint was trained on organized data, and the `files` defaults
+otherwise. Outputs per file: `<name>.ply` (the score as a scalar field), `<name>_views.png` (the
+views and their score maps), `<name>.json` (global score and where it came from).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import PointadError, SampleError
+
+TIFF_SUFFIXES = (".tiff", ".tif")
+
+
+@dataclass
+class Prediction:
+    """One scored file."""
+
+    source: Path
+    xyz: np.ndarray  # (n, 3) the cleaned points
+    score: np.ndarray  # (n,) the smoothed (or fused) point map
+    global_score: float
+    images: np.ndarray  # (K, H, W, 3) the renderings
+    view_maps: np.ndarray  # (K, H, W) S_a of each view
+
+
+def read_user_file(path: Path, rgb: Path | None = None, mesh_points: int = 100_000) -> Any:
+    """A `Sample` from one file: an MVTec xyz .tiff (organized, optional RGB png), or a cloud/mesh file."""
+    from .loaders.base import LABEL_UNKNOWN, SampleRef
+    from .loaders.files import SUFFIXES, FilesLoader
+    from .loaders.mvtec3d import organized_sample, read_rgb, read_xyz
+
+    path = Path(path)
+    if not path.is_file():
+        raise SampleError(path, "file not found")
+    suffix = path.suffix.lower()
+    ref = SampleRef(id=path.stem, cls="default", split="test", defect="unknown", label=LABEL_UNKNOWN,
+                    source=str(path), files={"cloud": str(path)})
+    if suffix in TIFF_SUFFIXES:
+        xyz = read_xyz(path)
+        colour = read_rgb(Path(rgb), xyz.shape[:2], path) if rgb else None
+        return organized_sample(ref, xyz, None, colour)
+    if rgb:
+        raise SampleError(path, "--rgb needs an organized MVTec xyz .tiff (the RGB image is registered to its grid)")
+    if suffix not in SUFFIXES:
+        raise SampleError(path, f"unsupported extension {path.suffix!r}; expected one of "
+                                f"{', '.join((*SUFFIXES, *TIFF_SUFFIXES))}")
+    return FilesLoader(mesh_points=mesh_points).load(ref)
+
+
+def stage_config(cls: type, stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields of a stage's config dataclass from a group's stored `config` attr (which also holds
+    fingerprinted extras such as the class list); JSON lists back to tuples."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in (stored or {}).items() if k in names}
+
+
+class Predictor:
+    """A checkpoint's text features and the matching image encoder, loaded once for many files."""
+
+    def __init__(self, checkpoint: Path, weights: str | None = None, device: str = "cpu",
+                 modality: str = "point") -> None:
+        from ..model.registry import get_spec
+        from .encode import EncodeConfig, EncoderKey, get_encoder
+        from .encode_stage import prepare
+        from .evaluate import load_checkpoint, text_features
+
+        self.ckpt = load_checkpoint(Path(checkpoint))
+        side = self.ckpt.side
+        if self.ckpt.config.prompts == "coop":
+            raise PointadError("predict scores with object-agnostic prompts; this checkpoint learned `coop` "
+                               "prompts per class name")
+        self.pipeline = side.get("pipeline") or {}
+        enc_cfg = stage_config(EncodeConfig, self.pipeline.get("encode"))
+        enc_cfg = EncodeConfig(**enc_cfg) if enc_cfg else EncodeConfig(model=side["model"],
+                                                                       layers=tuple(side["scored_layers"]))
+        prep = prepare(enc_cfg, weights, device)
+        if prep.weights.sha256 != side["weights_sha256"]:
+            raise PointadError(f"the checkpoint was trained on features of {side['model']} with weights sha256 "
+                               f"{side['weights_sha256'][:12]}..., but the weights found ({prep.weights.pretrained}) "
+                               f"have {prep.weights.sha256[:12]}...; pass --weights to the file it was trained with")
+        spec = get_spec(side["model"])
+        cfg = prep.config
+        self.encoder = get_encoder(EncoderKey(cfg.model, prep.weights.kind, prep.weights.path, cfg.layers, cfg.dpam,
+                                              cfg.dpam_blocks, cfg.dtype, device))
+        self.text, _ = text_features(self.ckpt, spec, prep.weights, None, device)
+        self.layer = list(cfg.layers).index(side["scored_layers"][0])
+        self.grid = tuple(prep.model_info["patch_grid"])
+        self.modality = modality
+
+    def clean_config(self, organized: bool) -> Any:
+        """The training clean config for organized input from an organized training set, else `files` defaults."""
+        from .clean import FORMAT_DEFAULTS, CleanConfig
+        from .config import build_config
+
+        trained = self.pipeline.get("clean")
+        if organized and trained and self.pipeline.get("format") in ("mvtec3d", "eyecandies"):
+            return build_config(CleanConfig, {}, stage_config(CleanConfig, trained), "checkpoint clean config")
+        return build_config(CleanConfig, FORMAT_DEFAULTS["mvtec3d" if organized else "files"], {}, "predict clean")
+
+    def render_config(self) -> Any:
+        """The training render config (views, splats, visibility), so a file is rendered as training was."""
+        from .config import build_config
+        from .render import RenderConfig
+
+        return build_config(RenderConfig, {}, stage_config(RenderConfig, self.pipeline.get("render")),
+                            "checkpoint render config")
+
+    def predict(self, path: Path, rgb: Path | None = None) -> Prediction:
+        """clean -> render -> encode -> score one file in memory."""
+        from .clean import clean_sample
+        from .geometry import median_spacing
+        from .infer import score_cloud, view_maps
+        from .render import render_sample
+
+        sample = read_user_file(path, rgb)
+        if self.modality != "point" and sample.rgb is None:
+            raise SampleError(path, "RGB fusion asked for, but no --rgb image was given for this file")
+        cleaned = clean_sample(sample, self.clean_config(sample.organized))
+        rendered = render_sample(cleaned.arrays(), self.render_config(), rgb_grid=cleaned.rgb_grid)
+        glob, patch = self.encoder.encode(rendered.image)
+        patch = patch[:, self.layer]
+        rgb_in = None
+        if self.modality != "point" and rendered.rgb_image is not None:
+            rg, rp = self.encoder.encode(rendered.rgb_image[None])
+            rgb_in = (rp[0, self.layer], rg[0], rendered.rgb_pix)
+        organized = cleaned.grid is not None and cleaned.grid_shape is not None
+        size = rendered.image.shape[1]
+        score, g = score_cloud(patch, glob, rendered.pt2pix, self.text, self.grid, size, cleaned.xyz,
+                               cleaned.grid if organized else None, cleaned.grid_shape if organized else None,
+                               None if organized else median_spacing(cleaned.xyz), self.ckpt.config.tau,
+                               rgb=rgb_in, modality=self.modality)
+        return Prediction(Path(path), cleaned.xyz, score, g, rendered.image,
+                          view_maps(patch, self.text, self.grid, size, self.ckpt.config.tau))
+
+
+def write_prediction(pred: Prediction, out: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """`<name>.ply`, `<name>_views.png`, `<name>.json` in `out`; returns the JSON record."""
+    from .evaluate import safe_name
+    from .report import MontageSample, class_montage
+    from .scored_cloud import write_scored_ply
+
+    name = safe_name(pred.source.stem)
+    write_scored_ply(out / f"{name}.ply", pred.xyz, pred.score, vmax=1.0)
+    class_montage(out / f"{name}_views.png", name, [MontageSample(
+        pred.source.name, -1, pred.global_score, pred.images, pred.view_maps,
+        np.zeros(pred.view_maps.shape, np.uint8))], vmax=1.0)
+    record = {"file": str(pred.source), "global_score": pred.global_score, "points": len(pred.xyz),
+              "max_point_score": float(pred.score.max()), "ply": f"{name}.ply", "views": f"{name}_views.png", **info}
+    tmp = out / f"{name}.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(out / f"{name}.json")
+    return record
