@@ -60,8 +60,10 @@ def read_user_file(path: Path, rgb: Path | None = None, mesh_points: int = 100_0
 
 
 def stage_config(cls: type, stored: dict[str, Any] | None) -> dict[str, Any]:
-    """The fields of a stage's config dataclass from a group's stored `config` attr (which also holds
-    fingerprinted extras such as the class list); JSON lists back to tuples."""
+    """A stage config's own fields from a group's stored `config` attr, JSON lists back to tuples.
+
+    The stored attr also holds fingerprinted extras (such as the class list) that are not fields.
+    """
     import dataclasses
 
     names = {f.name for f in dataclasses.fields(cls)}
@@ -120,7 +122,7 @@ class Predictor:
                             "checkpoint render config")
 
     def predict(self, path: Path, rgb: Path | None = None) -> Prediction:
-        """clean -> render -> encode -> score one file in memory."""
+        """Clean -> render -> encode -> score one file in memory."""
         from .clean import clean_sample
         from .geometry import median_spacing
         from .infer import score_cloud, view_maps

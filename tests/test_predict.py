@@ -28,8 +28,9 @@ def test_predict_scores_ply_and_stl_and_reports_a_broken_file(ball_checkpoint: P
     sphere.export(tmp_path / "sphere.stl")
     trimesh.PointCloud(trimesh.creation.box(extents=(0.1, 0.06, 0.04)).sample(8000, seed=0)).export(
         tmp_path / "box.ply")
-    (tmp_path / "broken.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 500\n"
-                                          b"property float x\nproperty float y\nproperty float z\nend_header\n" + b"\0" * 60)
+    header = b"ply\nformat binary_little_endian 1.0\nelement vertex 500\n" + b"".join(
+        b"property float %s\n" % c for c in (b"x", b"y", b"z")) + b"end_header\n"
+    (tmp_path / "broken.ply").write_bytes(header + b"\0" * 60)
     loads = []
     real = weights_mod.load_model
     monkeypatch.setattr(weights_mod, "load_model", lambda *a, **k: loads.append(1) or real(*a, **k))
