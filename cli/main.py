@@ -218,18 +218,14 @@ def train(
     """Learn the text prompts from cached features only (no image is encoded again)."""
 
     def body() -> int:
-        from pointad_pipe.pipeline.config import build_config
         from pointad_pipe.pipeline.encode_stage import resolve_device
-        from pointad_pipe.pipeline.train import TrainConfig
         from pointad_pipe.pipeline.train_run import check_model, select_rows
         from pointad_pipe.pipeline.train_run import train as run_train
 
         cat = _catalog(catalog, cache)
         entry = cat.dataset(dataset)
         layer_list = _int_list(layers, "--layers") or ()
-        cfg = build_config(TrainConfig, {}, {
-            "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "prompts": prompts,
-            "losses": tuple(t.strip() for t in loss.split(",") if t.strip()), "layers": layer_list}, "train")
+        cfg = _train_config(epochs, batch_size, lr, seed, prompts, loss, layer_list)
         data = select_rows(cat, entry, list(train_class), split, encode_fp)
         spec, resolved = check_model(data.encode, model, weights)
         typer.echo(f"training on {len(data.rows)} samples of {list(train_class)} ({split}), "
@@ -240,6 +236,17 @@ def train(
         return 0
 
     raise typer.Exit(_guard(body))
+
+
+def _train_config(  # noqa: ANN202 - a TrainConfig, imported lazily
+    epochs: int, batch_size: int, lr: float, seed: int, prompts: str, loss: str, layers: list[int] | tuple[int, ...],
+):
+    from pointad_pipe.pipeline.config import build_config
+    from pointad_pipe.pipeline.train import TrainConfig
+
+    return build_config(TrainConfig, {}, {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "prompts": prompts,
+        "losses": tuple(t.strip() for t in loss.split(",") if t.strip()), "layers": tuple(layers)}, "train")
 
 
 @app.command()
@@ -279,6 +286,49 @@ def evaluate(
         report = run_eval(cat, cat.dataset(dataset), checkpoint, out, opts)
         print_table(report)
         typer.echo(f"report: {out / 'report.md'}")
+        return 0
+
+    raise typer.Exit(_guard(body))
+
+
+@app.command()
+def benchmark(
+    dataset: DatasetOpt,
+    train_classes: Annotated[str, typer.Option(
+        "--train-classes", help="Comma-separated training classes, one checkpoint each (paper: carrot,cookie,dowel).")],
+    out: Annotated[Path, typer.Option(
+        help="Folder: train_<class>_<key>/, eval_<class>/, benchmark.md/.csv/.json.")],
+    catalog: CatalogOpt = Path("data_catalog.yaml"),
+    cache: CacheOpt = None,
+    split: Annotated[str, typer.Option(help="Split to train on (the paper: the class's test split).")] = "test",
+    epochs: Annotated[int, typer.Option(help="Epochs per checkpoint.")] = 15,
+    batch_size: Annotated[int, typer.Option(help="Clouds per step.")] = 4,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Seed of every run.")] = 111,
+    loss: Annotated[str, typer.Option(help="Loss terms, a subset of 3dg,3dl,2dg,2dl.")] = "3dg,3dl,2dg,2dl",
+    rgb: Annotated[bool, typer.Option("--rgb", help="Evaluate with RGB fusion (organized sources with colour).")]
+    = False,
+    ply: Annotated[bool, typer.Option(help="Write the scored clouds of every run.")] = False,
+    weights: Annotated[str | None, typer.Option(help="The weights file the cache was encoded with.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+) -> None:
+    """Train (or reuse) one checkpoint per training class, evaluate each one-vs-rest, and tabulate mean ± std.
+
+    A finished checkpoint with the same cache and config is reused; a run cut short resumes.
+    """
+
+    def body() -> int:
+        from pointad_pipe.pipeline.benchmark import benchmark as run_benchmark
+        from pointad_pipe.pipeline.encode_stage import resolve_device
+        from pointad_pipe.pipeline.evaluate import EvalOptions
+
+        cat = _catalog(catalog, cache)
+        classes = [c.strip() for c in train_classes.split(",") if c.strip()]
+        cfg = _train_config(epochs, batch_size, lr, seed, "agnostic", loss, ())
+        opts = EvalOptions(weights=weights, modality="fused" if rgb else "point", write_ply=ply)
+        run_benchmark(cat, cat.dataset(dataset), classes, out, cfg, opts, resolve_device(device), split,
+                      log=lambda m: typer.echo(m, err=True))
+        typer.echo((out / "benchmark.md").read_text())
         return 0
 
     raise typer.Exit(_guard(body))

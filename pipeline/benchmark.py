@@ -1,0 +1,124 @@
+"""`pointad-pipe benchmark`: one checkpoint per training class, each evaluated one-vs-rest, one table.
+
+The paper trains on one class and tests on the others; its tables average a few such runs (MVTec
+3D-AD: carrot, cookie, dowel). A single run's numbers move by several points with the training
+class, so the table reports mean ± standard deviation over the training classes: per test class
+(over the runs that scored it) and for the mean row (over each run's class mean).
+
+Folder layout:
+- `train_<class>_<key>/`: checkpoints; the key hashes the encode group and the train config, so a
+  finished run is reused and one cut short resumes from its `resume.pt`;
+- `eval_<class>/`: evaluate's run folder;
+- `benchmark.json`, `benchmark.csv`, `benchmark.md` (the JSON written last).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .catalog import Catalog, DatasetEntry
+from .evaluate import EvalOptions, evaluate, safe_name
+from .report import HEADERS, METRIC_ORDER
+from .train import TrainConfig
+
+
+def mean_std(values: list[float]) -> tuple[float, float, int]:
+    """Mean and sample standard deviation (ddof 1; 0 for one value) of the finite values, and their count."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan"), 0
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
+
+
+def aggregate(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per test class and overall: {metric: [mean, std, n]} over the training runs (evaluate reports)."""
+    keys = sorted({k for rep in runs.values() for vals in rep["per_class"].values() for k in vals})
+    tested = sorted({c for rep in runs.values() for c in rep["per_class"]})
+    per_class = {c: {k: list(mean_std([rep["per_class"][c].get(k, float("nan")) for rep in runs.values()
+                                       if c in rep["per_class"]])) for k in keys} for c in tested}
+    overall = {k: list(mean_std([rep["mean"].get(k, float("nan")) for rep in runs.values()])) for k in keys}
+    return {"per_class": per_class, "mean": overall, "train_classes": list(runs)}
+
+
+def _cell(stat: list[float]) -> str:
+    mean, std, n = stat
+    if not n:
+        return "\u2013"
+    return f"{100 * mean:.1f} ± {100 * std:.1f}" if n > 1 else f"{100 * mean:.1f}"
+
+
+def write_tables(out: Path, table: dict[str, Any], header: dict[str, Any]) -> None:
+    """benchmark.csv and benchmark.md, then benchmark.json last (it marks a finished benchmark)."""
+    keys = [k for k in METRIC_ORDER if k in table["mean"]] + sorted(set(table["mean"]) - set(METRIC_ORDER))
+    rows = [*table["per_class"].items(), ("mean", table["mean"])]
+    with (out / "benchmark.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["class", *[f"{k}_{s}" for k in keys for s in ("mean", "std", "n")]])
+        for name, vals in rows:
+            w.writerow([name, *[f"{x:.4f}" if isinstance(x, float) else x for k in keys for x in vals[k]]])
+    lines = [f"# PointAD benchmark: {header['dataset']}", "",
+             f"- training classes: {', '.join(table['train_classes'])} (one checkpoint each, seed {header['seed']}, "
+             f"{header['epochs']} epochs)",
+             f"- protocol: one-vs-rest; modality: {header['modality']}",
+             "- cells: mean ± sample standard deviation over the training runs that scored the class, ×100; "
+             "the mean row is over each run's mean over its classes", "",
+             "| class | " + " | ".join(HEADERS.get(k, k) for k in keys) + " |", "|---|" + "---:|" * len(keys)]
+    lines += [f"| {name} | " + " | ".join(_cell(vals[k]) for k in keys) + " |" for name, vals in rows[:-1]]
+    lines += ["| **mean** | " + " | ".join(f"**{_cell(table['mean'][k])}**" for k in keys) + " |", ""]
+    lines += ["Per-run reports: " + ", ".join(f"[{c}](eval_{safe_name(c)}/report.md)" for c in table["train_classes"]),
+              ""]
+    (out / "benchmark.md").write_text("\n".join(lines))
+    tmp = out / "benchmark.json.tmp"
+    tmp.write_text(json.dumps({**header, **table}, indent=1))
+    tmp.replace(out / "benchmark.json")
+
+
+def reusable(checkpoint: Path, encode_fp: str, cfg: TrainConfig) -> bool:
+    """True when a finished checkpoint was trained on this encode group with this exact config."""
+    side = checkpoint.with_suffix(".json")
+    if not checkpoint.is_file() or not side.is_file():
+        return False
+    info = json.loads(side.read_text())
+    return info.get("encode_fingerprint") == encode_fp and info.get("train") == json.loads(json.dumps(asdict(cfg)))
+
+
+def run_key(encode_fp: str, cfg: TrainConfig) -> str:
+    """8 hex digits of the encode group and train config: a changed config trains in a new folder."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps([encode_fp, asdict(cfg)], sort_keys=True).encode()).hexdigest()[:8]
+
+
+def benchmark(catalog: Catalog, entry: DatasetEntry, train_classes: list[str], out: Path, cfg: TrainConfig,
+              opts: EvalOptions, device: str = "cpu", split: str = "test", log: Any = print) -> dict[str, Any]:
+    """Train (or reuse) one checkpoint per class, evaluate each one-vs-rest, write the averaged table."""
+    from .train_run import check_model, select_rows, train
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmark.json").unlink(missing_ok=True)
+    runs: dict[str, dict[str, Any]] = {}
+    for cls in train_classes:
+        data = select_rows(catalog, entry, [cls], split)
+        run_dir = out / f"train_{safe_name(cls)}_{run_key(data.encode.attrs['fingerprint'], cfg)}"
+        ckpt = run_dir / "prompts.pt"
+        if reusable(ckpt, data.encode.attrs["fingerprint"], cfg):
+            log(f"[{cls}] reusing {ckpt}")
+        else:
+            spec, resolved = check_model(data.encode, None, opts.weights)
+            log(f"[{cls}] training on {len(data.rows)} samples -> {run_dir}")
+            train(data, cfg, run_dir, spec, resolved, device=device, resume=True,
+                  extra={"dataset": entry.name, "split": split})
+        log(f"[{cls}] evaluating the other classes -> {out / f'eval_{safe_name(cls)}'}")
+        runs[cls] = evaluate(catalog, entry, ckpt, out / f"eval_{safe_name(cls)}",
+                             EvalOptions(**{**asdict(opts), "protocol": "one-vs-rest", "classes": None}))
+    table = aggregate(runs)
+    write_tables(out, table, {"dataset": entry.name, "seed": cfg.seed, "epochs": cfg.epochs,
+                              "modality": opts.modality, "split": split})
+    return table
