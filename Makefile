@@ -31,10 +31,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/pointad-pipe make-synthetic data/synthetic
-	$(BIN)/pointad-pipe render --dataset synthetic
-	$(BIN)/pointad-pipe encode --dataset synthetic --model tiny
-	$(BIN)/pointad-pipe status --dataset synthetic
+	$(BIN)/pointad-pipe demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline model cli tests bench

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .catalog import Catalog, DatasetEntry
-from .evaluate import EvalOptions, evaluate, safe_name
+from .evaluate import EvalOptions, evaluate, finished_run, safe_name
 from .report import HEADERS, METRIC_ORDER
 from .train import TrainConfig
 
@@ -115,9 +115,15 @@ def benchmark(catalog: Catalog, entry: DatasetEntry, train_classes: list[str], o
             log(f"[{cls}] training on {len(data.rows)} samples -> {run_dir}")
             train(data, cfg, run_dir, spec, resolved, device=device, resume=True,
                   extra={"dataset": entry.name, "split": split})
-        log(f"[{cls}] evaluating the other classes -> {out / f'eval_{safe_name(cls)}'}")
-        runs[cls] = evaluate(catalog, entry, ckpt, out / f"eval_{safe_name(cls)}",
-                             EvalOptions(**{**asdict(opts), "protocol": "one-vs-rest", "classes": None}))
+        eval_dir = out / f"eval_{safe_name(cls)}"
+        eval_opts = EvalOptions(**{**asdict(opts), "protocol": "one-vs-rest", "classes": None})
+        done = finished_run(eval_dir, ckpt, eval_opts)
+        if done is not None and done.get("encode_fingerprint") == data.encode.attrs["fingerprint"]:
+            log(f"[{cls}] reusing the evaluation in {eval_dir}")
+            runs[cls] = done
+        else:
+            log(f"[{cls}] evaluating the other classes -> {eval_dir}")
+            runs[cls] = evaluate(catalog, entry, ckpt, eval_dir, eval_opts)
     table = aggregate(runs)
     write_tables(out, table, {"dataset": entry.name, "seed": cfg.seed, "epochs": cfg.epochs,
                               "modality": opts.modality, "split": split})

@@ -30,8 +30,9 @@ from .train import CachedSamples, TrainConfig
 
 PROTOCOLS = ("one-vs-rest", "cross-dataset")
 TINY_NOTE = ("Features come from the randomly initialised `tiny` model: these numbers measure the pipeline, "
-             "not CLIP's zero-shot transfer. Encode with `--model ViT-L-14-336 --weights FILE` for the method's "
-             "numbers.")
+             "not CLIP's zero-shot transfer. For the method's numbers use the real backbone: "
+             "`pointad-pipe demo --weights ViT-L-14-336.pt`, or `pointad-pipe encode --model ViT-L-14-336 "
+             "--weights FILE` on a dataset (README: Getting CLIP weights).")
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,31 @@ def _montage_rows(rows: list[int], labels: list[int], count: int) -> list[int]:
     return bad[:take_bad] + good[:count - take_bad]
 
 
+def file_sha256(path: Path) -> str:
+    """The file's sha256 (a checkpoint is a few hundred kB)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def options_record(opts: EvalOptions) -> dict[str, Any]:
+    """The options that change a run folder's content (not the progress bar)."""
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(opts).items() if k not in ("progress", "weights")}
+
+
+def finished_run(out: Path, checkpoint: Path, opts: EvalOptions) -> dict[str, Any] | None:
+    """The metrics of a finished run folder made from this checkpoint with these options, else None."""
+    path = out / "metrics.json"
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    same = (report.get("checkpoint_sha256") == file_sha256(checkpoint)
+            and report.get("options") == json.loads(json.dumps(options_record(opts))))
+    return report if same else None
+
+
 def safe_name(sample_id: str) -> str:
     """A sample id as one file name: path separators and odd characters become `_`."""
     return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in sample_id).strip("._") or "sample"
@@ -297,6 +323,8 @@ def evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path,
     mean = {k: float(np.nanmean([results[c].get(k, np.nan) for c in results])) for k in keys}
     report = {"dataset": entry.name, "protocol": opts.protocol, "train_dataset": side.get("dataset"),
               "train_classes": side["classes"], "seed": side["train"]["seed"], "checkpoint": str(checkpoint),
+              "checkpoint_sha256": file_sha256(checkpoint), "encode_fingerprint": enc.attrs["fingerprint"],
+              "options": options_record(opts),
               "model": side["model"], "modality": opts.modality, "rgb": opts.modality != "point",
               "grid": list(shape) if organized else "full resolution",
               "aupro": "official (exact, FPR 0.3) and pointad (200 thresholds)" if organized else "none",

@@ -96,6 +96,9 @@ def run_tasks(task: Task, jobs: Sequence[dict[str, Any]], *, workers: int, sched
                 on_failure(row, error)
         bar.update(len(results) * per_row)
 
+    if not jobs:  # everything is done: no cluster to start
+        bar.close()
+        return outcomes
     try:
         if workers == 0 and not scheduler:
             for job in jobs:

@@ -48,4 +48,5 @@ def test_benchmark_two_training_classes_then_reuse(learn_cache: Path, tmp_path: 
     table = (tmp_path / "b" / "benchmark.md").read_text()
     assert "| **mean** |" in table and "±" in table
     code, out = run_cli(*args)
-    assert code == 0 and out.count("reusing") == 2, out
+    assert code == 0 and out.count("reusing") == 4, out  # two checkpoints and two evaluations
+    assert json.loads((tmp_path / "b" / "benchmark.json").read_text()) == result
