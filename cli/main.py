@@ -168,6 +168,9 @@ def encode(
         help="Compute dtype: fp32 (default, as the paper), bf16 (CPU, ~3x faster) or fp16 (GPU). "
         "Features are stored as float16.")] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass (all their views at once).")] = 1,
+    threads: Annotated[int | None, typer.Option(
+        help="torch threads per worker (default: cores / workers). Pin it when two caches must be bit-identical: "
+        "another count can change the last float16 bit of a few values.")] = None,
     workers: Annotated[int, typer.Option(
         "--workers", "-j", help="Worker processes, each loading the model once; 0 runs in this process.")] = 0,
     scheduler: SchedulerOpt = None,
@@ -182,7 +185,8 @@ def encode(
         cat = _catalog(catalog, cache)
         cli = {"model": model, "layers": _int_list(layers, "--layers"), "dpam": dpam, "dtype": dtype}
         reports = run_encode(cat, cat.dataset(dataset), RunOptions(workers=workers, scheduler=scheduler),
-                             EncodeOptions(device=device, batch_size=batch_size, weights=weights), cli)
+                             EncodeOptions(device=device, batch_size=batch_size, weights=weights,
+                                           threads=threads), cli)
         code = _report(reports, strict)
         typer.echo(f"cache: {reports[-1].url} (encode/{reports[-1].fingerprint})")
         return code

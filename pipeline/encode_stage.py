@@ -32,6 +32,10 @@ class EncodeOptions:
     device: str = "auto"
     batch_size: int = 1  # samples per forward pass
     weights: str | None = None
+    #: torch intra-op threads per worker (default: cores / workers; in-process: torch's own). A
+    #: different count may change the last float16 bit of a few values (MKL reductions), so pin it
+    #: when two caches must be bit-identical.
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,8 @@ def run_encode(catalog: Catalog, entry: DatasetEntry, opts: RunOptions, enc: Enc
     key = EncoderKey(model=prep.config.model, weights_kind=prep.weights.kind, weights_path=prep.weights.path,
                      layers=prep.config.layers, dpam=prep.config.dpam, dpam_blocks=prep.config.dpam_blocks,
                      dtype=prep.config.dtype, device=device)
-    threads = max(1, (os.cpu_count() or 1) // max(1, opts.workers)) if opts.workers or opts.scheduler else 0
+    threads = enc.threads or (max(1, (os.cpu_count() or 1) // max(1, opts.workers))
+                              if opts.workers or opts.scheduler else 0)
     url = store.dataset_url(catalog.cache, entry.name)
     jobs = [{"rows": [r for b in chunk for r in b["write"]], "blocks": chunk, "url": url, "fp": fp,
              "render_fp": render_fp, "key": dataclasses.asdict(key), "threads": threads}
