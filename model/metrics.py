@@ -23,6 +23,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 # 8-connectivity inside each (H, W) slice, no connection across the sample axis.
 _EIGHT_CONNECTED_2D = np.zeros((3, 3, 3), dtype=bool)
 _EIGHT_CONNECTED_2D[1] = True
+_CHUNK = 1 << 20  # pixels per step of the AUPRO walks: bounds their float64 temporaries
 
 
 def _two_classes(labels: np.ndarray) -> bool:
@@ -87,7 +88,9 @@ def pixel_auroc_grid(score_maps: np.ndarray, gt_masks: np.ndarray) -> float:
 
 
 def _check_maps(score_maps: np.ndarray, gt_masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    scores = np.asarray(score_maps, dtype=np.float64)
+    scores = np.asarray(score_maps)
+    if scores.dtype not in (np.float32, np.float64):  # float32 maps stay float32: half the memory
+        scores = scores.astype(np.float64)
     gt = np.asarray(gt_masks) != 0
     if scores.ndim != 3 or scores.shape != gt.shape:
         raise ValueError(
@@ -110,14 +113,19 @@ def _area_to_limit(fpr: np.ndarray, pro: np.ndarray, fpr_limit: float) -> float:
     linearly at exactly fpr_limit; where it ends before, the area stops there (no extrapolation), so
     the result stays in [0, 1] whenever PRO does.
     """
-    n_in = int(np.searchsorted(fpr, fpr_limit, side="right"))  # points with fpr <= fpr_limit
-    x, y = fpr[:n_in], pro[:n_in]
-    if n_in < fpr.size:
-        x0, x1, y0, y1 = fpr[n_in - 1], fpr[n_in], pro[n_in - 1], pro[n_in]
-        y_at = y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0)
-        x, y = np.append(x, fpr_limit), np.append(y, y_at)
-    area = float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
+    area, _ = _area_part(fpr, pro, fpr_limit)
     return min(max(area / fpr_limit, 0.0), 1.0)
+
+
+def _area_part(x: np.ndarray, y: np.ndarray, fpr_limit: float) -> tuple[float, bool]:
+    """Trapezoid area of one stretch of the PRO(FPR) curve, cut at fpr_limit; True once it is reached."""
+    n_in = int(np.searchsorted(x, fpr_limit, side="right"))
+    reached = n_in < x.size
+    xs, ys = x[:n_in], y[:n_in]
+    if reached:
+        x0, x1, y0, y1 = x[n_in - 1], x[n_in], y[n_in - 1], y[n_in]
+        xs, ys = np.append(xs, fpr_limit), np.append(ys, y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0))
+    return float(np.sum(np.diff(xs) * (ys[1:] + ys[:-1]) / 2.0)), reached
 
 
 def _check_limit(fpr_limit: float) -> None:
@@ -159,17 +167,30 @@ def aupro_official(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: floa
     if prepared is None:
         return float("nan")
     scores, ids, sizes, n_regions, n_normal = prepared
-    order = np.argsort(-scores.ravel(), kind="stable")
-    s_sorted, id_sorted = scores.ravel()[order], ids.ravel()[order]
+    flat_s, flat_id = scores.ravel(), ids.ravel()
+    order = np.argsort(flat_s)[::-1]  # highest first; the order inside a tie does not matter
     # Each region pixel adds 1 / (|region| * n_regions) to PRO; each normal pixel 1 / n_normal to FPR.
     weight = 1.0 / (sizes.astype(np.float64) * n_regions)
     weight[0] = 0.0
-    pro = np.cumsum(weight[id_sorted])
-    fpr = np.cumsum(id_sorted == 0) / n_normal
-    last_of_tie = np.append(s_sorted[1:] != s_sorted[:-1], True)
-    fpr = np.concatenate(([0.0], fpr[last_of_tie]))
-    pro = np.clip(np.concatenate(([0.0], pro[last_of_tie])), 0.0, 1.0)
-    return _area_to_limit(fpr, pro, fpr_limit)
+    # Walk the sorted pixels in chunks, so no per-pixel float64 array is ever built, and stop once
+    # the curve passes fpr_limit.
+    fp, pro_sum, area = 0, 0.0, 0.0
+    last_x, last_y = 0.0, 0.0
+    for start in range(0, flat_s.size, _CHUNK):
+        idx = order[start:start + _CHUNK]
+        s_c, id_c = flat_s[idx], flat_id[idx]
+        fp_c = fp + np.cumsum(id_c == 0)
+        pro_c = pro_sum + np.cumsum(weight[id_c])
+        nxt = flat_s[order[start + _CHUNK]] if start + _CHUNK < flat_s.size else None
+        last_of_tie = np.append(s_c[1:] != s_c[:-1], True if nxt is None else bool(s_c[-1] != nxt))
+        x = np.concatenate(([last_x], fp_c[last_of_tie] / n_normal))
+        y = np.concatenate(([last_y], np.clip(pro_c[last_of_tie], 0.0, 1.0)))
+        part, reached = _area_part(x, y, fpr_limit)
+        area += part
+        if reached:
+            break
+        fp, pro_sum, last_x, last_y = int(fp_c[-1]), float(pro_c[-1]), float(x[-1]), float(y[-1])
+    return min(max(area / fpr_limit, 0.0), 1.0)
 
 
 def aupro_pointad(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: float = 0.3, steps: int = 200) -> float:
@@ -192,19 +213,24 @@ def aupro_pointad(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: float
     if prepared is None:
         return float("nan")
     scores, ids, sizes, n_regions, n_normal = prepared
-    thresholds = np.linspace(scores.min(), scores.max(), steps)
-    # A pixel is positive at thresholds[k] exactly when k < rank, rank = #(thresholds < score).
-    rank = np.searchsorted(thresholds, scores.ravel(), side="left")
-    flat_ids = ids.ravel()
+    thresholds = np.linspace(float(scores.min()), float(scores.max()), steps)
+    flat_s, flat_ids = scores.ravel(), ids.ravel()
     weight = 1.0 / (sizes.astype(np.float64) * n_regions)
     weight[0] = 0.0
+    # A pixel is positive at thresholds[k] exactly when k < rank, rank = #(thresholds < score);
+    # per-rank sums are gathered chunk by chunk, so memory does not grow with the pixel count.
+    region_w, normal_n = np.zeros(steps + 1), np.zeros(steps + 1)
+    for start in range(0, flat_s.size, _CHUNK):
+        rank = np.searchsorted(thresholds, flat_s[start:start + _CHUNK], side="left")
+        id_c = flat_ids[start:start + _CHUNK]
+        region_w += np.bincount(rank, weights=weight[id_c], minlength=steps + 1)
+        normal_n += np.bincount(rank, weights=(id_c == 0).astype(np.float64), minlength=steps + 1)
 
-    def positives_above(w: np.ndarray) -> np.ndarray:
-        per_rank = np.bincount(rank, weights=w, minlength=steps + 1)
+    def positives_above(per_rank: np.ndarray) -> np.ndarray:
         return np.cumsum(per_rank[::-1])[::-1][1:]  # entry k: sum over pixels with rank > k
 
-    pro = np.clip(positives_above(weight[flat_ids]), 0.0, 1.0)
-    fpr = positives_above((flat_ids == 0).astype(np.float64)) / n_normal
+    pro = np.clip(positives_above(region_w), 0.0, 1.0)
+    fpr = positives_above(normal_n) / n_normal
     keep = fpr < fpr_limit
     if not keep.any() or np.ptp(fpr[keep]) == 0:
         return float("nan")

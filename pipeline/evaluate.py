@@ -139,8 +139,8 @@ class ClassMaps:
     labels: list[int] = field(default_factory=list)
     scores: list[np.ndarray] = field(default_factory=list)
     point_labels: list[np.ndarray] = field(default_factory=list)
-    grids: list[np.ndarray] = field(default_factory=list)
-    gts: list[np.ndarray] = field(default_factory=list)
+    grids: np.ndarray | None = None  # (n, H, W) float32, filled in place: no stacked copy later
+    gts: np.ndarray | None = None  # (n, H, W) uint8
 
     def metrics(self, organized: bool) -> dict[str, float]:
         """METHOD.md §9 on this class: grid AUPROs for organized data, the Real3D protocol otherwise."""
@@ -149,9 +149,8 @@ class ClassMaps:
         res = image_metrics(np.array(self.globals_), np.array(self.labels))
         if organized:
             res["p_auroc"] = point_auroc(np.concatenate(self.scores), np.concatenate(self.point_labels))
-            maps, gts = np.stack(self.grids), np.stack(self.gts)
-            res["aupro_official"] = aupro_official(maps, gts)
-            res["aupro_pointad"] = aupro_pointad(maps, gts)
+            res["aupro_official"] = aupro_official(self.grids, self.gts)
+            res["aupro_pointad"] = aupro_pointad(self.grids, self.gts)
         else:
             res.update(real3d_point_metrics(self.scores, self.point_labels))
         return {k: float(v) for k, v in res.items()}
@@ -272,9 +271,13 @@ def evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path,
     figures: dict[str, dict[str, str]] = {}
     bar = tqdm(total=len(rows), desc="evaluate", unit="sample", disable=not opts.progress, dynamic_ncols=True)
     for cls in chosen:
+        cls_rows = [r for r in rows if meta["class"][r] == cls]
         acc = ClassMaps()
+        if organized:
+            acc.grids = np.zeros((len(cls_rows), *shape), np.float32)
+            acc.gts = np.zeros((len(cls_rows), *shape), np.uint8)
         cls_text = text[prompt_classes.index(cls)] if prompt_classes else text
-        for r in [r for r in rows if meta["class"][r] == cls]:
+        for i, r in enumerate(cls_rows):
             item = samples.item(r)
             xyz = np.asarray(clean[f"points/{r}/xyz"][:])
             grid_index = np.asarray(clean[f"points/{r}/grid"][:]) if organized else None
@@ -294,11 +297,8 @@ def evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path,
             acc.scores.append(amap.astype(np.float32))
             acc.point_labels.append(item["y"].astype(np.uint8))
             if organized:
-                canvas, gt = np.zeros(shape[0] * shape[1], np.float32), np.zeros(shape[0] * shape[1], np.uint8)
-                canvas[grid_index], gt[grid_index] = amap, item["y"]
-                grid_score[r], grid_gt[r] = canvas.reshape(shape), gt.reshape(shape)
-                acc.grids.append(canvas.reshape(shape))
-                acc.gts.append(gt.reshape(shape))
+                acc.grids[i].flat[grid_index], acc.gts[i].flat[grid_index] = amap, item["y"]
+                grid_score[r], grid_gt[r] = acc.grids[i], acc.gts[i]
             if opts.write_ply:
                 write_scored_ply(out / "clouds" / cls / f"{safe_name(meta['id'][r])}.ply", xyz, amap, vmax=1.0)
             bar.update(1)

@@ -282,3 +282,16 @@ def test_sorted_reference_equals_brute_reference(seed: int) -> None:
     """The e2e test's fast reference AUPRO agrees with the per-threshold loop it stands in for."""
     scores, gt = _random_case(seed)
     assert sorted_aupro_official(scores, gt) == pytest.approx(brute_aupro_official(scores, gt), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 3, 7])
+def test_aupros_walk_in_chunks_with_ties_across_chunk_edges(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny chunks (ties of one-decimal scores straddle their edges) give the brute-force values."""
+    from pointad_pipe.model import metrics
+
+    scores, gt = _random_case(seed, n=3, h=9, w=9)
+    monkeypatch.setattr(metrics, "_CHUNK", 7)
+    for limit in (0.05, 0.3, 1.0):
+        assert aupro_official(scores, gt, limit) == pytest.approx(brute_aupro_official(scores, gt, limit), abs=1e-9)
+    assert aupro_pointad(scores, gt) == pytest.approx(brute_aupro_pointad(scores, gt), abs=1e-9)
+    assert aupro_official(scores.astype(np.float32), gt) == pytest.approx(brute_aupro_official(scores, gt), abs=1e-6)
