@@ -434,6 +434,50 @@ def print_table(report: dict) -> None:
 
 
 @app.command()
+def gc(
+    catalog: CatalogOpt = Path("data_catalog.yaml"),
+    cache: CacheOpt = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Also remove render variants (e.g. made with --visibility) that are not the catalog's.")]
+    = False,
+) -> None:
+    """Remove cache groups the current catalog no longer leads to (an old clean config, their renders, encodes)."""
+
+    def body() -> int:
+        from pointad_pipe.pipeline.gc import remove, stale_groups
+        from pointad_pipe.pipeline.status import human_size
+
+        cat = _catalog(catalog, cache)
+        total, count = 0, 0
+        for name in [dataset] if dataset else list(cat.datasets):
+            entry = cat.dataset(name)
+            if not store_exists(cat.cache, name):
+                continue
+            stale = stale_groups(cat, entry, strict)
+            for item in stale:
+                typer.echo(f"{name}: {item.stage}/{item.fingerprint}  {human_size(item.size)}  ({item.reason})")
+                total += item.size or 0
+                count += 1
+            if stale and not dry_run:
+                remove(cat, entry, stale)
+        verb = "would remove" if dry_run else "removed"
+        typer.echo(f"{verb} {count} group(s), {human_size(total)}" + (" (dry run)" if dry_run else ""))
+        return 0
+
+    raise typer.Exit(_guard(body))
+
+
+def store_exists(cache_root: str, dataset: str) -> bool:
+    """False for a local dataset store that was never written (nothing to collect)."""
+    from pointad_pipe.pipeline.store import dataset_url
+
+    url = dataset_url(cache_root, dataset)
+    return "://" in url or Path(url).exists()
+
+
+@app.command()
 def status(
     catalog: CatalogOpt = Path("data_catalog.yaml"),
     cache: CacheOpt = None,

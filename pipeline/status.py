@@ -9,7 +9,8 @@ import numpy as np
 from . import store
 
 
-def _size(n: int | None) -> str:
+def human_size(n: int | None) -> str:
+    """Bytes as B/KB/MB/GB/TB, `?` when unknown."""
     if n is None:
         return "?"
     for unit in ("B", "KB", "MB", "GB"):
@@ -32,8 +33,9 @@ def dataset_status(cache_root: str, dataset: str) -> list[str]:
             failed = int(np.count_nonzero([bool(e) for e in store.read_strings(grp["error"])]))
             extra = {"render": f" backend={grp.attrs.get('backend')}",
                      "encode": f" model={grp.attrs.get('model')} layers={grp.attrs.get('layers')}"}.get(stage, "")
+            size = human_size(store.disk_size(grp))
             lines.append(f"  {stage:<7}{grp.attrs['fingerprint']}  done {int(done.sum())}/{len(done)}  "
-                         f"failed {failed}  {_size(store.disk_size(grp))}  {grp.attrs.get('created_utc', '')}{extra}")
+                         f"failed {failed}  {size}  {grp.attrs.get('created_utc', '')}{extra}")
     if len(lines) == 1:
         lines.append("  (no stage groups)")
     return lines

@@ -96,8 +96,11 @@ def stage_groups(root: zarr.Group, stage: str) -> list[zarr.Group]:
     return sorted(groups, key=lambda g: str(g.attrs.get("created_utc", "")))
 
 
-def _delete(root: zarr.Group, path: str) -> None:
-    """Remove a half-made group. Local stores via the filesystem, others via the store API."""
+def delete_group(root: zarr.Group, path: str) -> None:
+    """Remove a group (a half-made one, or one `gc` found stale).
+
+    Local stores go through the filesystem, others through the store API.
+    """
     store = root.store
     local = getattr(store, "root", None)
     if isinstance(local, Path):
@@ -124,7 +127,7 @@ def create_group(
     group is marked initialised, so that workers never race to create them.
     """
     if f"{stage}/{fp}" in root and not root[f"{stage}/{fp}"].attrs.get("initialized"):
-        _delete(root, f"{stage}/{fp}")
+        delete_group(root, f"{stage}/{fp}")
     grp = root.require_group(stage).require_group(fp)
     grp.create_array("done", shape=(n,), chunks=(1,), dtype=bool, fill_value=False, overwrite=True)
     grp.create_array("error", shape=(n,), chunks=(1,), dtype=str, fill_value="", overwrite=True)

@@ -64,6 +64,16 @@ def ball_checkpoint(learn_cache: Path, tmp_path_factory: pytest.TempPathFactory)
     return out / "prompts.pt"
 
 
+@pytest.fixture
+def mvtec_ball(synthetic_root: Path, tmp_path: Path) -> Path:
+    """A private copy of one synthetic MVTec class (8 samples), safe to break."""
+    import shutil
+
+    dst = tmp_path / "mvtec"
+    shutil.copytree(synthetic_root / "mvtec3d" / "ball", dst / "ball")
+    return dst
+
+
 def write_catalog(folder: Path, datasets: dict, cache: str = "cache") -> Path:
     """Write a catalog file into `folder` and return its path."""
     path = folder / "catalog.yaml"

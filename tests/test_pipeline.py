@@ -35,14 +35,6 @@ def groups(cache: Path, dataset: str, stage: str) -> list[zarr.Group]:
     return sorted((g for _, g in root[stage].groups()), key=lambda g: g.attrs["created_utc"])
 
 
-@pytest.fixture
-def mvtec_ball(synthetic_root: Path, tmp_path: Path) -> Path:
-    """A private copy of one synthetic MVTec class (8 samples), safe to break."""
-    dst = tmp_path / "mvtec"
-    shutil.copytree(synthetic_root / "mvtec3d" / "ball", dst / "ball")
-    return dst
-
-
 @pytest.mark.parametrize("visibility", ["surface", "paper"])
 def test_render_meets_the_contract(mvtec_ball: Path, tmp_path: Path, visibility: str) -> None:
     cat = write_catalog(tmp_path, {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH}})
