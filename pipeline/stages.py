@@ -79,7 +79,9 @@ def index_rows(entry: DatasetEntry) -> list[SampleRef]:
 
 def clean_identity(entry: DatasetEntry, refs: list[SampleRef]) -> tuple[str, dict[str, Any]]:
     """Fingerprint and full config of the clean stage; the row list is part of it."""
-    rows = hashlib.sha256("\n".join(f"{r.id}\t{r.source}" for r in refs).encode()).hexdigest()[:16]
+    # `files` labels come from labels.csv, not from the paths, so they join the row list's hash
+    lines = [f"{r.id}\t{r.source}" + (f"\t{r.label}\t{r.defect}" if entry.format == "files" else "") for r in refs]
+    rows = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
     config = {"format": entry.format, "root": str(entry.root), "classes": entry.classes, "splits": entry.splits,
               "loader": entry.loader, "rows_sha256": rows, "clean": as_json_dict(clean_config(entry))}
     config = json.loads(json.dumps(config))

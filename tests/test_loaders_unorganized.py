@@ -384,3 +384,34 @@ def test_files_truncated_ply_is_refused_not_zero_padded(tmp_path: Path, content:
     whole = tmp_path / "whole.ply"
     whole.write_bytes(_ply("binary_little_endian", 40, np.ones((40, 3), "<f4").tobytes()))
     assert loader.load(loader.index(whole, None, None)[0]).points.shape == (40, 3)
+
+
+def test_files_labels_csv_makes_a_labelled_dataset(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    (tmp_path / "bolt").mkdir()
+    cloud = np.concatenate([rng.random((50, 3)), (rng.random((50, 1)) < 0.1)], axis=1).astype(np.float32)
+    np.save(tmp_path / "bolt" / "a.npy", cloud)
+    np.save(tmp_path / "bolt" / "b.npy", cloud[:, :3])
+    np.save(tmp_path / "c.npy", cloud[:, :3])
+    (tmp_path / "labels.csv").write_text("id,label,defect\nbolt/a.npy,1,scratch\nbolt/b,0,\n")
+    loader = FilesLoader()
+    refs = {r.id: r for r in loader.index(tmp_path, None, None)}
+    assert (refs["bolt/a"].label, refs["bolt/a"].defect) == (1, "scratch")
+    assert (refs["bolt/b"].label, refs["bolt/b"].defect) == (0, "good")
+    assert refs["c"].label == -1  # not listed: unlabelled
+    sample = loader.load(refs["bolt/a"])
+    np.testing.assert_array_equal(sample.labels, (cloud[:, 3] > 0).astype(np.uint8))
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("name,label\nbolt/a,1\n", "columns id,label"),
+    ("id,label\nbolt/a,2\n", r"labels.csv:2: label must be 0 \(good\) or 1"),
+    ("id,label\nbolt/a,1\nbolt/a.npy,0\n", "labels.csv:3: id 'bolt/a' is listed twice"),
+    ("id,label\nbolt/zz,1\n", r"ids with no file under the root: \['bolt/zz'\]"),
+])
+def test_files_labels_csv_errors_name_the_line(tmp_path: Path, text: str, problem: str) -> None:
+    (tmp_path / "bolt").mkdir()
+    np.save(tmp_path / "bolt" / "a.npy", np.random.default_rng(1).random((20, 3)).astype(np.float32))
+    (tmp_path / "labels.csv").write_text(text)
+    with pytest.raises(CatalogError, match=problem):
+        FilesLoader().index(tmp_path, None, None)

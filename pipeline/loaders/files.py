@@ -1,8 +1,11 @@
 """Loader for "bring your own cloud": loose `.ply`, `.pcd`, `.npy` clouds and `.stl`/`.obj`/`.off` meshes.
 
 Why a loader of its own: `predict` must take whatever a user has on disk, with no layout and no
-labels. Every file under the root is one unlabelled test sample (label -1, defect `unknown`); its
-class is the first folder below the root (`default` for files directly in it).
+labels. Every file under the root is one test sample; its class is the first folder below the root
+(`default` for files directly in it). Samples are unlabelled (label -1, defect `unknown`) unless the
+root holds a `labels.csv` (columns `id,label` and optionally `defect`; `id` is the file's path
+below the root without its extension), which makes a folder of clouds a dataset that `train` and
+`evaluate` can use. Per-point labels come from a 4-column `.npy` (x, y, z, label).
 
 Meshes (and `.ply` files that have faces) are sampled on their surface, area-weighted, with a fixed
 seed so that the same file and seed always give the same points (the cache relies on it).
@@ -243,6 +246,49 @@ def read_npy(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     return points, labels, rgb
 
 
+LABELS_FILE = "labels.csv"
+
+
+def read_labels(path: Path) -> dict[str, tuple[int, str]]:
+    """`labels.csv` -> {id: (label, defect)}; label 0 good, 1 anomalous.
+
+    Raises:
+        CatalogError: naming the file and line, for a missing column, a label other than 0/1, or an id twice.
+    """
+    import csv
+
+    out: dict[str, tuple[int, str]] = {}
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"id", "label"} <= {f.strip() for f in reader.fieldnames}:
+            raise CatalogError(f"{path}: expected a header with columns id,label (and optionally defect), "
+                               f"got {reader.fieldnames}")
+        for line, row in enumerate(reader, start=2):
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            sid = Path(row["id"]).with_suffix("").as_posix() if Path(row["id"]).suffix.lower() in SUFFIXES \
+                else row["id"]
+            if row["label"] not in ("0", "1"):
+                raise CatalogError(f"{path}:{line}: label must be 0 (good) or 1 (anomalous), got {row['label']!r}")
+            if sid in out:
+                raise CatalogError(f"{path}:{line}: id {sid!r} is listed twice")
+            label = int(row["label"])
+            out[sid] = (label, row.get("defect") or ("good" if label == 0 else "anomalous"))
+    return out
+
+
+def apply_labels(refs: list[SampleRef], labels: dict[str, tuple[int, str]]) -> list[SampleRef]:
+    """Set the listed samples' label and defect; an id that names no file is an error."""
+    import dataclasses
+
+    known = {ref.id for ref in refs}
+    missing = sorted(set(labels) - known)
+    if missing:
+        raise CatalogError(f"{LABELS_FILE}: ids with no file under the root: {missing[:5]}"
+                           f"{' ...' if len(missing) > 5 else ''}")
+    return [dataclasses.replace(ref, label=labels[ref.id][0], defect=labels[ref.id][1]) if ref.id in labels else ref
+            for ref in refs]
+
+
 # ---------------------------------------------------------------------------------------------- loader
 def _is_hidden(rel: Path) -> bool:
     return any(part.startswith(".") for part in rel.parts)
@@ -289,6 +335,8 @@ class FilesLoader:
                 if cls not in present:
                     raise CatalogError(f"class {cls!r} not found at {root / cls}; found {sorted(present)}")
             refs = [ref for ref in refs if ref.cls in wanted]
+        if root.is_dir() and (root / LABELS_FILE).is_file():
+            refs = apply_labels(refs, read_labels(root / LABELS_FILE))
         return sorted(refs, key=lambda ref: ref.id)
 
     def _collect(self, root: Path) -> list[SampleRef]:
