@@ -34,7 +34,7 @@ demo: $(STAMP)
 	$(BIN)/pointad-pipe demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline model cli tests bench
+	$(BIN)/ruff check pipeline model cli tests bench tools
 
 clean-cache:
 	rm -rf cache

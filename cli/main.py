@@ -13,9 +13,10 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(
-    help="Zero-shot 3D anomaly detection (PointAD) as a staged pipeline: clean -> render -> encode -> train.\n\n"
-    "Every stage writes a fingerprinted group to a Zarr cache (STORE.md), skips rows already done, "
-    "and can be killed and rerun safely.",
+    help="Zero-shot 3D anomaly detection (PointAD) as a staged pipeline: clean -> render -> encode -> train "
+    "-> evaluate, plus predict on your own files.\n\n"
+    "Every stage writes a fingerprinted group to a Zarr cache (docs/STORE.md), skips rows already done, "
+    "and can be killed and rerun safely. New here? Run `pointad-pipe demo`.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
