@@ -68,9 +68,15 @@ def dataset_url(cache_root: str, dataset: str) -> str:
     return f"{cache_root.rstrip('/')}/{dataset}.zarr"
 
 
+def open_url(url: str, mode: str, path: str | None = None) -> zarr.Group:
+    """`zarr.open_group` on a local path or an fsspec URL; `file://` URLs create their folders as they go."""
+    kwargs: dict[str, Any] = {"storage_options": {"auto_mkdir": True}} if url.startswith("file://") else {}
+    return zarr.open_group(url, mode=mode, path=path, **kwargs)
+
+
 def open_dataset(cache_root: str, dataset: str, mode: str = "a") -> zarr.Group:
     """Open (or create, in mode `a`) a dataset's root group and stamp its root attrs."""
-    root = zarr.open_group(dataset_url(cache_root, dataset), mode=mode)
+    root = open_url(dataset_url(cache_root, dataset), mode)
     if mode != "r" and root.attrs.get("schema") != SCHEMA:
         if root.attrs.get("schema") not in (None, SCHEMA):
             raise ValueError(f"{dataset_url(cache_root, dataset)} has schema {root.attrs['schema']!r}, "
@@ -167,7 +173,7 @@ def mark_initialized(grp: zarr.Group) -> None:
 
 @lru_cache(maxsize=8)
 def _open_cached(url: str, path: str) -> zarr.Group:
-    return zarr.open_group(url, mode="r+", path=path)
+    return open_url(url, "r+", path)
 
 
 def open_stage(url: str, stage: str, fp: str) -> zarr.Group:

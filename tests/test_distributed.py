@@ -39,7 +39,7 @@ def assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray], what: str) -
 
 
 @pytest.fixture(scope="module")
-def ten_samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def nine_samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pointad_pipe.pipeline.loaders.synthetic import make_synthetic
 
     out = tmp_path_factory.mktemp("dist")
@@ -49,18 +49,18 @@ def ten_samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def serial_encode(ten_samples: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
-    cache, _ = encode(tmp_path_factory.mktemp("serial"), "s", ten_samples, "-j", "0", "--threads", "1")
+def serial_encode(nine_samples: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    cache, _ = encode(tmp_path_factory.mktemp("serial"), "s", nine_samples, "-j", "0", "--threads", "1")
     return stage_arrays(cache, "m", "encode")
 
 
 def test_two_worker_cluster_equals_one_process_and_loads_the_model_once_per_worker(
-        ten_samples: Path, serial_encode: dict[str, np.ndarray], tmp_path: Path) -> None:
+        nine_samples: Path, serial_encode: dict[str, np.ndarray], tmp_path: Path) -> None:
     from dask.distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        cache, out = encode(tmp_path, "c", ten_samples, "--scheduler", cluster.scheduler_address, "--threads", "1")
+        cache, out = encode(tmp_path, "c", nine_samples, "--scheduler", cluster.scheduler_address, "--threads", "1")
         assert "encode" in out and "0 failed" in out, out
 
         def loads() -> int:
@@ -74,7 +74,7 @@ def test_two_worker_cluster_equals_one_process_and_loads_the_model_once_per_work
     assert sum(per_worker.values()) >= 1  # the work ran on the cluster, not in the client
 
 
-def test_a_worker_killed_mid_encode_loses_nothing(ten_samples: Path, serial_encode: dict[str, np.ndarray],
+def test_a_worker_killed_mid_encode_loses_nothing(nine_samples: Path, serial_encode: dict[str, np.ndarray],
                                                   tmp_path: Path) -> None:
     """SIGKILL one worker once the first row is encoded; dask reruns its task, the arrays are identical."""
     from dask.distributed import Client, LocalCluster
@@ -103,7 +103,7 @@ def test_a_worker_killed_mid_encode_loses_nothing(ten_samples: Path, serial_enco
 
         thread = threading.Thread(target=killer)
         thread.start()
-        cat = write_catalog(tmp_path / "k", {"m": {"format": "mvtec3d", "root": str(ten_samples), **SYNTH}})
+        cat = write_catalog(tmp_path / "k", {"m": {"format": "mvtec3d", "root": str(nine_samples), **SYNTH}})
         code, out = run_cli("encode", "--catalog", str(cat), "-d", "m", "--model", "tiny", "--batch-size", "1",
                             "--scheduler", cluster.scheduler_address, "--threads", "1")
         thread.join()
@@ -113,3 +113,19 @@ def test_a_worker_killed_mid_encode_loses_nothing(ten_samples: Path, serial_enco
         code, out = run_cli("encode", "--catalog", str(cat), "-d", "m", "--model", "tiny", "-j", "0", "--threads", "1")
     assert code == 0, out
     assert_same(serial_encode, stage_arrays(tmp_path / "k" / "cache", "m", "encode"), "after a killed worker")
+
+
+def test_an_fsspec_url_cache_with_two_workers_equals_a_local_path(nine_samples: Path,
+                                                                 serial_encode: dict[str, np.ndarray],
+                                                                 tmp_path: Path) -> None:
+    """`cache:` as a URL every worker opens through fsspec (file:// here; s3:// or gs:// on a cluster)."""
+    (tmp_path / "u").mkdir()
+    cat = write_catalog(tmp_path / "u", {"m": {"format": "mvtec3d", "root": str(nine_samples), **SYNTH}})
+    url = f"file://{tmp_path / 'u' / 'urlcache'}"
+    code, out = run_cli("encode", "--catalog", str(cat), "-d", "m", "--model", "tiny", "--cache", url, "-j", "2",
+                        "--threads", "1")
+    assert code == 0 and "0 failed" in out, out
+    assert_same(serial_encode, stage_arrays(tmp_path / "u" / "urlcache", "m", "encode"), "file:// URL cache")
+    code, out = run_cli("status", "--catalog", str(cat), "--cache", url)
+    n = len(serial_encode["done"])
+    assert code == 0 and f"done {n}/{n}" in out, out
