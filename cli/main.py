@@ -376,7 +376,7 @@ def predict(
                 rec = write_prediction(pred, out, {"checkpoint": str(checkpoint), "model": predictor.ckpt.side["model"],
                                                    "modality": predictor.modality})
                 typer.echo(f"{path}: global score {rec['global_score']:.4f} -> {out / rec['ply']}")
-            except (PointadError, OSError, ValueError) as exc:  # one bad file must not stop the others
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
                 failures.append((path, exc))
                 text = str(exc) if isinstance(exc, SampleError) else f"{path}: {type(exc).__name__}: {exc}"
                 typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
