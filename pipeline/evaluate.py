@@ -231,11 +231,10 @@ def write_tables(out: Path, report: dict[str, Any]) -> None:
 def evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path,
              opts: EvalOptions | None = None) -> dict[str, Any]:
     """Score every done row of the chosen classes; write the run directory; return the metrics."""
-    from tqdm import tqdm
-
     from .geometry import median_spacing
     from .infer import score_cloud, view_maps
     from .report import MontageSample, class_montage, markdown_report, roc_png
+    from .runner import progress
     from .scored_cloud import write_scored_ply
     from .train_run import check_model
 
@@ -269,7 +268,7 @@ def evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path,
     li = samples.layer_index[0]
     results: dict[str, Any] = {}
     figures: dict[str, dict[str, str]] = {}
-    bar = tqdm(total=len(rows), desc="evaluate", unit="sample", disable=not opts.progress, dynamic_ncols=True)
+    bar = progress(len(rows), "evaluate", "sample", enabled=opts.progress)
     for cls in chosen:
         cls_rows = [r for r in rows if meta["class"][r] == cls]
         acc = ClassMaps()

@@ -76,6 +76,12 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+def progress(total: int, desc: str, unit: str, enabled: bool = True) -> tqdm:
+    """A progress bar on stderr: live in a terminal, one line every 15 s in logs (CI, nohup)."""
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, disable=not enabled,
+                mininterval=0.2 if sys.stderr.isatty() else 15)
+
+
 def run_tasks(task: Task, jobs: Sequence[dict[str, Any]], *, workers: int, scheduler: str | None,
               desc: str, on_failure: Callable[[int, str], None], unit: str = "sample",
               per_row: int = 1) -> dict[int, str]:
@@ -86,8 +92,7 @@ def run_tasks(task: Task, jobs: Sequence[dict[str, Any]], *, workers: int, sched
     """
     outcomes: dict[int, str] = {}
     total = sum(len(job["rows"]) for job in jobs)
-    bar = tqdm(total=total * per_row, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
-               disable=not jobs, mininterval=0.2 if sys.stderr.isatty() else 15)  # quiet in logs
+    bar = progress(total * per_row, desc, unit, enabled=bool(jobs))
 
     def record(results: list[tuple[int, str]]) -> None:
         for row, error in results:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -129,12 +128,12 @@ def prompt_learner(classes: list[str] | None, cfg: TrainConfig, spec: Any, weigh
 
 
 def train(data: TrainData, cfg: TrainConfig, out: Path, spec: Any, weights: Any, device: str = "cpu",
-          resume: bool = False, progress: bool = True, extra: dict[str, Any] | None = None) -> Path:
+          resume: bool = False, progress_bar: bool = True, extra: dict[str, Any] | None = None) -> Path:
     """Train prompts on `data.rows`; return the final checkpoint's path."""
     import torch
-    from tqdm import tqdm
 
     from ..model.losses import hybrid_loss
+    from .runner import progress
 
     torch.use_deterministic_algorithms(True, warn_only=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -161,8 +160,7 @@ def train(data: TrainData, cfg: TrainConfig, out: Path, spec: Any, weights: Any,
     steps = (len(data.rows) + cfg.batch_size - 1) // cfg.batch_size
     for epoch in range(start, cfg.epochs):
         order = np.random.default_rng([cfg.seed, epoch]).permutation(data.rows).tolist()
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", file=sys.stderr, disable=not progress,
-                   dynamic_ncols=True)
+        bar = progress(steps, f"epoch {epoch + 1}/{cfg.epochs}", "step", enabled=progress_bar)
         sums: dict[str, float] = {}
         for s in range(steps):
             batch = collate([samples.item(r) for r in order[s * cfg.batch_size:(s + 1) * cfg.batch_size]], device)

@@ -55,13 +55,13 @@ def test_same_seed_same_bytes_and_resume(learn_cache: Path, tmp_path: Path) -> N
     data, spec, weights = data_for(learn_cache, "box")
     data = dataclasses.replace(data, rows=data.rows[:8])
     cfg = TrainConfig(epochs=3, seed=5)
-    a = train(data, cfg, tmp_path / "a", spec, weights, progress=False)
-    b = train(data, cfg, tmp_path / "b", spec, weights, progress=False)
+    a = train(data, cfg, tmp_path / "a", spec, weights, progress_bar=False)
+    b = train(data, cfg, tmp_path / "b", spec, weights, progress_bar=False)
     assert a.read_bytes() == b.read_bytes()
     assert (tmp_path / "a/prompts_e002.pt").read_bytes() == (tmp_path / "b/prompts_e002.pt").read_bytes()
     # stop after 2 epochs, then resume to 3: the same prompts as the straight run
-    train(data, dataclasses.replace(cfg, epochs=2), tmp_path / "c", spec, weights, progress=False)
-    c = train(data, cfg, tmp_path / "c", spec, weights, resume=True, progress=False)
+    train(data, dataclasses.replace(cfg, epochs=2), tmp_path / "c", spec, weights, progress_bar=False)
+    c = train(data, cfg, tmp_path / "c", spec, weights, resume=True, progress_bar=False)
     assert c.read_bytes() == a.read_bytes()
     state = torch.load(a, weights_only=True)
     assert set(state) == {"ctx_normal", "ctx_anomalous", "deep.0", "deep.1", "deep.2"}
@@ -115,7 +115,8 @@ def test_training_learns(learn_cache: Path, tmp_path: Path) -> None:
     results = {}
     for name, losses in [("local", ("3dl", "2dl")), ("all four", ("3dg", "3dl", "2dg", "2dl"))]:
         cfg = TrainConfig(losses=losses)
-        path = train(dataclasses.replace(data, rows=train_rows), cfg, tmp_path / name, spec, weights, progress=False)
+        path = train(dataclasses.replace(data, rows=train_rows), cfg, tmp_path / name, spec, weights,
+                     progress_bar=False)
         learner = build_learner(data, cfg, spec, weights, "cpu")
         learner.load_state_dict(torch.load(path, weights_only=True))
         other, _, _ = data_for(learn_cache, "box")
