@@ -156,8 +156,18 @@ def load_model(spec: ModelSpec, weights: Weights, device: str = "cpu") -> Any:
 
     register_project_configs()
     if weights.kind == "random":
+        import logging
+
         torch.manual_seed(spec.seed)
-        model = open_clip.create_model(spec.open_clip_name, pretrained=None, device=device)
+        # random init is asked for here (recorded in the cache attrs); open_clip's "no pretrained
+        # weights loaded" warning would only alarm the reader of a demo or test log
+        root_log = logging.getLogger()
+        level = root_log.level
+        root_log.setLevel(max(level, logging.ERROR))
+        try:
+            model = open_clip.create_model(spec.open_clip_name, pretrained=None, device=device)
+        finally:
+            root_log.setLevel(level)
     elif weights.kind == "openai-jit":
         model = open_clip.load_openai_model(weights.path, device=device, precision="fp32")
         _check_architecture(spec, model, weights.path)
