@@ -220,10 +220,11 @@ def write_tables(out: Path, report: dict[str, Any]) -> None:
     keys = sorted(report["mean"])
     with (out / "metrics.csv.tmp").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["class", *keys, "train_classes", "seed", "protocol", "modality"])
+        w.writerow(["class", *keys, "train_classes", "seed", "protocol", "modality", "grid", "aupro"])
         for name, vals in [*report["per_class"].items(), ("mean", report["mean"])]:
+            grid = "x".join(map(str, report["grid"])) if isinstance(report["grid"], list) else report["grid"]
             w.writerow([name, *[f"{vals[k]:.4f}" for k in keys], "+".join(report["train_classes"]),
-                        report["seed"], report["protocol"], report["modality"]])
+                        report["seed"], report["protocol"], report["modality"], grid, report["aupro"]])
     (out / "metrics.csv.tmp").replace(out / "metrics.csv")
     _atomic_text(out / "metrics.json", json.dumps(report, indent=1))
 
