@@ -109,8 +109,7 @@ def find_groups(catalog: Catalog, entry: DatasetEntry, side: dict[str, Any], pro
                                f"checkpoint's weights and layers {side['scored_layers']}; run `pointad-pipe encode "
                                f"--dataset {entry.name} --model {side['model']}` (same --weights, --layers) first")
         enc = fits[-1]
-    render = root[f"render/{enc.attrs['upstream']}"]
-    return enc, render, root[f"clean/{render.attrs['upstream']}"]
+    return (enc, *store.upstream_of(root, enc))
 
 
 def choose_classes(present: list[str], trained: list[str], protocol: str, asked: list[str] | None) -> list[str]:

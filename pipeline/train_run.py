@@ -56,8 +56,7 @@ def select_rows(catalog: Catalog, entry: DatasetEntry, classes: list[str], split
                            f"{' with fingerprint ' + encode_fp if encode_fp else ''}; "
                            f"run `pointad-pipe encode --dataset {entry.name}` first")
     enc = groups[-1]
-    render = root[f"render/{enc.attrs['upstream']}"]
-    clean = root[f"clean/{render.attrs['upstream']}"]
+    render, clean = store.upstream_of(root, enc)
     meta = store.read_meta(clean)
     done = store.done_mask(enc)
     unknown = sorted(set(classes) - set(meta["class"]))
