@@ -61,6 +61,8 @@ def _report(reports: list, strict: bool) -> int:  # noqa: ANN001
         for row, sid, err in rep.failures:
             typer.echo(f"  failed row {row} {sid}: {err}", err=True)
         code = max(code, rep.exit_code(strict))
+    if reports:
+        typer.echo(f"cache: {reports[-1].url} ({reports[-1].stage}/{reports[-1].fingerprint})")
     return code
 
 
@@ -143,9 +145,7 @@ def render(
         cat = _catalog(catalog, cache)
         reports = run_render(cat, cat.dataset(dataset), _options(workers, scheduler),
                              {"backend": backend, "visibility": visibility, "image_size": image_size})
-        code = _report(reports, strict)
-        typer.echo(f"cache: {reports[-1].url} (render/{reports[-1].fingerprint})")
-        return code
+        return _report(reports, strict)
 
     raise typer.Exit(_guard(body))
 
@@ -188,9 +188,7 @@ def encode(
         reports = run_encode(cat, cat.dataset(dataset), RunOptions(workers=workers, scheduler=scheduler),
                              EncodeOptions(device=device, batch_size=batch_size, weights=weights,
                                            threads=threads), cli)
-        code = _report(reports, strict)
-        typer.echo(f"cache: {reports[-1].url} (encode/{reports[-1].fingerprint})")
-        return code
+        return _report(reports, strict)
 
     raise typer.Exit(_guard(body))
 

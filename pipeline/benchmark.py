@@ -98,17 +98,23 @@ def run_key(encode_fp: str, cfg: TrainConfig) -> str:
 
 def benchmark(catalog: Catalog, entry: DatasetEntry, train_classes: list[str], out: Path, cfg: TrainConfig,
               opts: EvalOptions, device: str = "cpu", split: str = "test", log: Any = print) -> dict[str, Any]:
-    """Train (or reuse) one checkpoint per class, evaluate each one-vs-rest, write the averaged table."""
+    """Train (or reuse) one checkpoint per class, evaluate each one-vs-rest, write the averaged table.
+
+    Returns the table, plus `reused` {class: True when both its checkpoint and evaluation were reused}
+    (not written to benchmark.json, which stays the same on a rerun).
+    """
     from .train_run import check_model, select_rows, train
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark.json").unlink(missing_ok=True)
     runs: dict[str, dict[str, Any]] = {}
+    reused: dict[str, bool] = {}
     for cls in train_classes:
         data = select_rows(catalog, entry, [cls], split)
         run_dir = out / f"train_{safe_name(cls)}_{run_key(data.encode.attrs['fingerprint'], cfg)}"
         ckpt = run_dir / "prompts.pt"
-        if reusable(ckpt, data.encode.attrs["fingerprint"], cfg):
+        reused[cls] = reusable(ckpt, data.encode.attrs["fingerprint"], cfg)
+        if reused[cls]:
             log(f"[{cls}] reusing {ckpt}")
         else:
             spec, resolved = check_model(data.encode, None, opts.weights)
@@ -123,8 +129,9 @@ def benchmark(catalog: Catalog, entry: DatasetEntry, train_classes: list[str], o
             runs[cls] = done
         else:
             log(f"[{cls}] evaluating the other classes -> {eval_dir}")
+            reused[cls] = False
             runs[cls] = evaluate(catalog, entry, ckpt, eval_dir, eval_opts)
     table = aggregate(runs)
     write_tables(out, table, {"dataset": entry.name, "seed": cfg.seed, "epochs": cfg.epochs,
                               "modality": opts.modality, "split": split})
-    return table
+    return {**table, "reused": reused}

@@ -72,15 +72,9 @@ def run_demo(opts: DemoOptions, log: Callable[[str], None] = print) -> dict[str,
         log(f"{rep.stage:>8}: {'ran on ' + str(rep.succeeded) + ' rows' if ran else 'reused'} "
             f"({rep.done}/{rep.total} done, {len(rep.failures)} failed)")
     log(f"data and cache ready in {time.perf_counter() - start:.1f} s")
-    lines: list[str] = []
-
-    def note(msg: str) -> None:
-        lines.append(msg)
-        log(msg)
-
-    benchmark(cat, entry, [opts.train_class], opts.folder / "runs", TrainConfig(epochs=opts.epochs),
-              EvalOptions(weights=opts.weights, progress=True), device, "test", note)
-    reused &= all("reusing" in m for m in lines if m.startswith(f"[{opts.train_class}]"))
+    result = benchmark(cat, entry, [opts.train_class], opts.folder / "runs", TrainConfig(epochs=opts.epochs),
+                       EvalOptions(weights=opts.weights, progress=True), device, "test", log)
+    reused &= result["reused"][opts.train_class]
     run = opts.folder / "runs" / f"eval_{safe_name(opts.train_class)}"
     return {"report": run / "report.md", "metrics": json.loads((run / "metrics.json").read_text()),
             "reused": reused, "model": model}

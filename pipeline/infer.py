@@ -11,21 +11,29 @@ from typing import Any
 import numpy as np
 
 
-def point_scores(item: dict[str, Any], text: Any, grid: tuple[int, int], size: int, tau: float = 0.07,
-                 xyz: np.ndarray | None = None) -> np.ndarray:
-    """(n,) anomaly score of every point of a `CachedSamples.item`, from its first scored layer."""
+def raw_point_map(patch: Any, pt2pix: np.ndarray, text: Any, grid: tuple[int, int], size: int,
+                  xyz: np.ndarray | None = None, tau: float = 0.07) -> np.ndarray:
+    """(n,) anomaly probability s_a of every point before smoothing, from (K, P, D) patch tokens.
+
+    Unseen points take their nearest seen neighbour's score when `xyz` is given (else 0).
+    """
     import torch
 
     from ..model.backproject import backproject, fill_unseen
     from ..model.scoring import patch_maps
 
     with torch.no_grad():
-        patch = torch.from_numpy(item["patch"][:, 0].astype(np.float32))[None]  # (1, K, P, D)
-        maps = patch_maps(patch, text.detach().cpu(), grid, tau)[0]  # (K, 2, h, w)
-        scores, seen = backproject(maps, torch.from_numpy(item["pt2pix"].astype(np.int64)), size)
-        if xyz is not None and not bool(seen.all()) and bool(seen.any()):
-            scores = fill_unseen(scores, seen, torch.from_numpy(xyz))
+        maps = patch_maps(torch.as_tensor(np.asarray(patch, np.float32))[None], text.detach().cpu(), grid, tau)[0]
+        scores, seen = backproject(maps, torch.from_numpy(np.asarray(pt2pix, np.int64)), size)
+        if xyz is not None and bool(seen.any()) and not bool(seen.all()):
+            scores = fill_unseen(scores, seen, torch.from_numpy(np.asarray(xyz, np.float32)))
     return scores[:, 1].numpy()
+
+
+def point_scores(item: dict[str, Any], text: Any, grid: tuple[int, int], size: int, tau: float = 0.07,
+                 xyz: np.ndarray | None = None) -> np.ndarray:
+    """(n,) anomaly score of every point of a `CachedSamples.item`, from its first scored layer."""
+    return raw_point_map(item["patch"][:, 0], item["pt2pix"], text, grid, size, xyz, tau)
 
 
 RgbInputs = tuple[Any, Any, np.ndarray]  # (P, D) patch tokens, (D,) global embedding, (n,) rgb_pix
@@ -69,7 +77,7 @@ def score_cloud(patch: Any, glob: Any, pt2pix: np.ndarray, text: Any, grid: tupl
     """
     import torch
 
-    from ..model.backproject import backproject, fill_unseen, sample_at_pixels
+    from ..model.backproject import sample_at_pixels
     from ..model.inference import (
         GRID_SIGMA,
         SPACING_SIGMA,
@@ -86,12 +94,9 @@ def score_cloud(patch: Any, glob: Any, pt2pix: np.ndarray, text: Any, grid: tupl
     organized = grid_index is not None and grid_shape is not None
     if modality != "point" and (rgb is None or not organized):
         raise ValueError(f"modality {modality!r} needs the RGB image's features and an organized grid")
+    amap = raw_point_map(patch, pt2pix, text, grid, size, xyz, tau).astype(np.float64)
     with torch.no_grad():
         t = text.detach().cpu()
-        maps = patch_maps(torch.as_tensor(np.asarray(patch, np.float32))[None], t, grid, tau)[0]
-        scores, seen = backproject(maps, torch.from_numpy(np.asarray(pt2pix, np.int64)), size)
-        if bool(seen.any()) and not bool(seen.all()):
-            scores = fill_unseen(scores, seen, torch.from_numpy(np.asarray(xyz, np.float32)))
         view_probs = similarity_logits(torch.as_tensor(np.asarray(glob, np.float32)), t, tau).softmax(-1)[:, 1]
         if modality != "point":
             rgb_patch, rgb_glob, rgb_pix = rgb
@@ -99,7 +104,6 @@ def score_cloud(patch: Any, glob: Any, pt2pix: np.ndarray, text: Any, grid: tupl
             c_map = sample_at_pixels(rmap, torch.from_numpy(np.asarray(rgb_pix, np.int64)), size)[:, 1].numpy()
             rgb_prob = float(similarity_logits(torch.as_tensor(np.asarray(rgb_glob, np.float32))[None], t, tau)
                              .softmax(-1)[0, 1])
-    amap = scores[:, 1].numpy().astype(np.float64)
     probs = view_probs.numpy()
     if modality == "fused":
         fused = fuse_grid(amap, c_map.astype(np.float64), grid_index, grid_shape, GRID_SIGMA)
