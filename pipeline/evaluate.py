@@ -277,26 +277,28 @@ def evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path,
             acc.gts = np.zeros((len(cls_rows), *shape), np.uint8)
         cls_text = text[prompt_classes.index(cls)] if prompt_classes else text
         for i, r in enumerate(cls_rows):
-            item = samples.item(r)
+            # only what scoring needs (CachedSamples.item would also decode the 2D masks)
+            y = np.asarray(clean[f"points/{r}/label"][:]).astype(np.uint8)
             xyz = np.asarray(clean[f"points/{r}/xyz"][:])
             grid_index = np.asarray(clean[f"points/{r}/grid"][:]) if organized else None
             rgb = None
             if opts.modality != "point":
                 rgb = (np.asarray(enc["rgb_patch"][r])[li], np.asarray(enc["rgb_global"][r]),
                        np.asarray(render[f"points/{r}/rgb_pix"][:]))
-            amap, g = score_cloud(item["patch"][:, 0], item["glob"], item["pt2pix"], cls_text, samples.grid,
+            amap, g = score_cloud(np.asarray(enc["patch"][r])[:, li], np.asarray(enc["global"][r]),
+                                  np.asarray(render[f"points/{r}/pt2pix"][:]), cls_text, samples.grid,
                                   samples.size, xyz, grid_index, shape, None if organized else median_spacing(xyz),
                                   ckpt.config.tau, rgb=rgb, modality=opts.modality)
             z.create_array(f"points/{r}/score", data=amap.astype(np.float32), overwrite=True)
-            z.create_array(f"points/{r}/label", data=item["y"].astype(np.uint8), overwrite=True)
+            z.create_array(f"points/{r}/label", data=y, overwrite=True)
             glob[r] = g
             acc.rows.append(r)
             acc.globals_.append(g)
             acc.labels.append(int(meta["label"][r]))
             acc.scores.append(amap.astype(np.float32))
-            acc.point_labels.append(item["y"].astype(np.uint8))
+            acc.point_labels.append(y)
             if organized:
-                acc.grids[i].flat[grid_index], acc.gts[i].flat[grid_index] = amap, item["y"]
+                acc.grids[i].flat[grid_index], acc.gts[i].flat[grid_index] = amap, y
                 grid_score[r], grid_gt[r] = acc.grids[i], acc.gts[i]
             if opts.write_ply:
                 write_scored_ply(out / "clouds" / cls / f"{safe_name(meta['id'][r])}.ply", xyz, amap, vmax=1.0)
