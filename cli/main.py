@@ -362,22 +362,28 @@ def predict(
         from pointad_pipe.pipeline.encode_stage import resolve_device
         from pointad_pipe.pipeline.errors import PointadError, SampleError
         from pointad_pipe.pipeline.predict import Predictor, write_prediction
+        from pointad_pipe.pipeline.runner import progress
 
         if rgb and len(rgb) != len(files):
             raise PointadError(f"--rgb was given {len(rgb)} times for {len(files)} files; give one per file, in order")
         predictor = Predictor(checkpoint, weights, resolve_device(device), "fused" if rgb else "point")
         out.mkdir(parents=True, exist_ok=True)
         failures = []
-        for i, path in enumerate(tqdm(files, desc="predict", unit="file", file=sys.stderr, disable=len(files) < 2)):
+        bar = progress(len(files), "predict", "file", enabled=len(files) > 1)
+        for i, path in enumerate(files):
             try:
                 pred = predictor.predict(path, rgb[i] if rgb else None)
                 rec = write_prediction(pred, out, {"checkpoint": str(checkpoint), "model": predictor.ckpt.side["model"],
                                                    "modality": predictor.modality})
-                typer.echo(f"{path}: global score {rec['global_score']:.4f} -> {out / rec['ply']}")
+                # tqdm.write keeps messages off the progress bar's line
+                tqdm.write(f"{path}: global score {rec['global_score']:.4f} -> {out / rec['ply']}", file=sys.stdout)
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
                 failures.append((path, exc))
                 text = str(exc) if isinstance(exc, SampleError) else f"{path}: {type(exc).__name__}: {exc}"
-                typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
+                msg = f"error: {text}"
+                tqdm.write(typer.style(msg, fg=typer.colors.RED) if sys.stderr.isatty() else msg, file=sys.stderr)
+            bar.update(1)
+        bar.close()
         if failures:
             typer.echo(f"{len(failures)} of {len(files)} files failed: " + ", ".join(str(p) for p, _ in failures),
                        err=True)
