@@ -47,7 +47,7 @@ class DatasetEntry:
     def require_root(self) -> Path:
         """Return the root, or raise a `CatalogError` that names the missing path."""
         if not self.root.exists():
-            hint = " (run `pointad-pipe make-synthetic`, or any stage, to generate it)" if self.generate else ""
+            hint = " (a synthetic entry: any stage generates it)" if self.generate else ""
             raise CatalogError(f"datasets.{self.name}.root: {self.root} does not exist{hint}")
         return self.root
 
@@ -123,7 +123,7 @@ def load_catalog(path: str | Path, cache: str | None = None) -> Catalog:
     """
     path = Path(path).expanduser().resolve()
     if not path.is_file():
-        raise CatalogError(f"catalog {path} not found (pass --catalog FILE)")
+        raise CatalogError(f"catalog {path} not found")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -9,15 +9,24 @@ from typing import Any, TypeVar
 from .errors import CatalogError
 
 T = TypeVar("T")
+#: Fields that belong to the code, never to a catalog: bumping one is how a code change invalidates caches.
+CODE_FIELDS = ("version",)
 
 
 def build_config(cls: type[T], defaults: dict[str, Any], overrides: dict[str, Any], where: str) -> T:
     """Make a config dataclass from format defaults and catalog overrides.
 
+    `defaults` may set any field (a stored config replayed by `predict`); `overrides` may not set
+    the code's own fields (`CODE_FIELDS`).
+
     Raises:
-        CatalogError: an override names a field the stage does not have (the message names it).
+        CatalogError: an override names a field the stage does not have, or a code field.
     """
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fixed = sorted(set(overrides) & set(CODE_FIELDS))
+    if fixed:
+        raise CatalogError(f"{where}: {fixed[0]!r} is set by the code, not by the catalog "
+                           f"(it changes when the stage's output changes)")
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise CatalogError(f"{where}: unknown key {unknown[0]!r}; allowed keys are {sorted(names)}")

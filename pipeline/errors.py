@@ -1,4 +1,9 @@
-"""Project exceptions. Each also subclasses a builtin, so callers can catch either."""
+"""Project exceptions, and how an exception becomes one line.
+
+Each exception also subclasses a builtin, so callers can catch either. They carry the facts (which
+value, what was expected) in attributes as well as in their message; the command line (`cli/`)
+words them for its flags and commands, the library never names a flag.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,20 @@ class PointadError(Exception):
 
 class CatalogError(PointadError, ValueError):
     """`data_catalog.yaml` is malformed: names the key or path at fault."""
+
+
+class OptionError(PointadError, ValueError):
+    """An option of a library call has a value it cannot take.
+
+    Attributes:
+        option: the library's name of the option (a config field or an argument, e.g. `losses`).
+        value: the value given.
+        problem: what is wrong or expected, as a phrase.
+    """
+
+    def __init__(self, option: str, value: object, problem: str) -> None:
+        self.option, self.value, self.problem = option, value, problem
+        super().__init__(f"{option} {value!r}: {problem}")
 
 
 class SampleError(PointadError, ValueError):
@@ -24,8 +43,43 @@ class SampleError(PointadError, ValueError):
 
 
 class CacheMissing(PointadError, FileNotFoundError):
-    """A stage's upstream group is absent from the cache."""
+    """A stage's output is absent from the cache.
+
+    Attributes:
+        stage: the stage whose output is missing (`clean`, `render`, `encode`).
+        dataset: the catalog's dataset name.
+        detail: what was looked for beyond "any group of the stage", or "".
+    """
+
+    def __init__(self, stage: str, dataset: str, cache: str, detail: str = "") -> None:
+        self.stage, self.dataset, self.cache, self.detail = stage, dataset, cache, detail
+        super().__init__(f"no {stage} output for dataset {dataset!r} in {cache}{detail}")
+
+
+class ModelMismatch(PointadError, ValueError):
+    """Features in the cache (or a checkpoint) come from another model or other weights than asked.
+
+    Attributes:
+        held_model, held_sha256: what the cache or checkpoint was made with.
+        model, sha256: what was asked for or found (sha256 "" when only the model differs).
+    """
+
+    def __init__(self, message: str, held_model: str, held_sha256: str, model: str, sha256: str = "") -> None:
+        self.held_model, self.held_sha256, self.model, self.sha256 = held_model, held_sha256, model, sha256
+        super().__init__(message)
 
 
 class WeightsMissing(PointadError, FileNotFoundError):
     """Model weights are needed but cannot be had (no file, no network)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line (a row's `error`): the project's own as they are, others with their type."""
+    text = str(exc) if isinstance(exc, PointadError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
+
+
+def first_line(exc: BaseException) -> str:
+    """A third-party exception as its type and first line (a library's multi-line dump cut short)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

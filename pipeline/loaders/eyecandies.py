@@ -24,10 +24,10 @@ import numpy as np
 import yaml
 
 from ..errors import CatalogError, SampleError
+from ._common import is_hidden, shape_text, visible_dirs
 from .base import LABEL_ANOMALOUS, LABEL_GOOD, LABEL_UNKNOWN, Sample, SampleRef
 from .mvtec3d import (
     index_tree,
-    is_hidden,
     is_tree_class,
     open_image,
     organized_sample,
@@ -37,8 +37,6 @@ from .mvtec3d import (
     require_file,
     select_classes,
     select_splits,
-    shape_text,
-    visible_dirs,
 )
 
 RAW_SPLITS = ("train", "val", "test_public", "test_private")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CatalogError, SampleError
+from ._common import has_hidden_part
 from .base import LABEL_UNKNOWN, Sample, SampleRef
 
 CLOUD_SUFFIXES = (".ply", ".pcd", ".npy")
@@ -290,10 +291,6 @@ def apply_labels(refs: list[SampleRef], labels: dict[str, tuple[int, str]]) -> l
 
 
 # ---------------------------------------------------------------------------------------------- loader
-def _is_hidden(rel: Path) -> bool:
-    return any(part.startswith(".") for part in rel.parts)
-
-
 class FilesLoader:
     """Every point-cloud or mesh file under a folder (or one file), as unlabelled test samples.
 
@@ -348,7 +345,7 @@ class FilesLoader:
             paths = {}
             for path in sorted(root.rglob("*")):
                 rel = path.relative_to(root)
-                if path.suffix.lower() not in SUFFIXES or _is_hidden(rel) or not path.is_file():
+                if path.suffix.lower() not in SUFFIXES or has_hidden_part(rel) or not path.is_file():
                     continue
                 key = rel.with_suffix("")
                 if key in paths:

@@ -17,7 +17,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from ..errors import CatalogError, SampleError
+from ..errors import CatalogError, SampleError, first_line
+from ._common import as_names, is_hidden, shape_text, visible_dirs
 from .base import LABEL_ANOMALOUS, LABEL_GOOD, Sample, SampleRef
 
 SPLITS = ("train", "validation", "test")
@@ -31,41 +32,6 @@ ROLES: dict[str, tuple[tuple[str, ...], str]] = {
     "gt": (PNG_SUFFIXES, ".png"),
 }
 _NAMES = {"xyz": "xyz tiff", "rgb": "rgb png", "gt": "gt png"}
-
-
-# ---------------------------------------------------------------------------------------------
-# Small helpers shared with the other organized loader
-# ---------------------------------------------------------------------------------------------
-
-
-def is_hidden(path: Path) -> bool:
-    """True for dotfiles, which covers the macOS `._*` resource forks shipped in some archives."""
-    return path.name.startswith(".")
-
-
-def visible_dirs(folder: Path) -> list[Path]:
-    """Non-hidden sub-folders, sorted by name; empty when `folder` is not a directory."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p))
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one short line, so that a row's `error` stays readable."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def as_names(names: Iterable[str] | None) -> list[str] | None:
-    """Normalise a class or split selection; a bare string means one name, not its letters."""
-    if names is None:
-        return None
-    return [names] if isinstance(names, str) else list(names)
-
-
-def shape_text(shape: tuple[int, ...]) -> str:
-    """`(800, 600, 3)` as `800×600×3`, the way the error messages show shapes."""
-    return "×".join(str(s) for s in shape)
 
 
 def select_classes(
@@ -126,7 +92,7 @@ def read_xyz(path: Path) -> np.ndarray:
     try:
         xyz = tifffile.imread(path)
     except Exception as exc:  # tifffile raises many types for corrupt input
-        raise SampleError(path, f"cannot read xyz tiff ({one_line(exc)})") from exc
+        raise SampleError(path, f"cannot read xyz tiff ({first_line(exc)})") from exc
     if xyz.ndim != 3 or xyz.shape[2] != 3 or not np.issubdtype(xyz.dtype, np.floating):
         raise SampleError(path, f"expected H×W×3 float32, got {shape_text(xyz.shape)} {xyz.dtype}")
     return np.ascontiguousarray(xyz, dtype=np.float32)
@@ -138,7 +104,7 @@ def open_image(path: Path, what: str) -> Image.Image:
         img = Image.open(path)
         img.load()
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ...
-        raise SampleError(path, f"cannot read {what} ({one_line(exc)})") from exc
+        raise SampleError(path, f"cannot read {what} ({first_line(exc)})") from exc
     return img
 
 

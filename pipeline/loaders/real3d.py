@@ -20,18 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CatalogError, SampleError
+from ._common import is_hidden, visible_files
 from .base import LABEL_ANOMALOUS, LABEL_GOOD, Sample, SampleRef
 from .files import check_points, read_pcd
 
 SPLITS = ("train", "test")
 GT_DIR = "gt"  # matched case-insensitively: `GT` in some copies
 GT_COLUMNS = 4  # x y z label
-
-
-def _visible(folder: Path, suffix: str) -> list[Path]:
-    """Non-hidden files of `folder` with `suffix` (case-insensitive), sorted by name."""
-    found = (p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    return sorted(p for p in found if p.suffix.lower() == suffix)
 
 
 def _gt_dir(class_dir: Path) -> Path:
@@ -42,7 +37,7 @@ def _gt_dir(class_dir: Path) -> Path:
 
 
 def _is_class_dir(path: Path) -> bool:
-    return path.is_dir() and not path.name.startswith(".") and any((path / s).is_dir() for s in SPLITS)
+    return path.is_dir() and not is_hidden(path) and any((path / s).is_dir() for s in SPLITS)
 
 
 def _as_list(names: Iterable[str]) -> list[str]:
@@ -145,7 +140,7 @@ class Real3DLoader:
                 )
         refs = []
         for split in present if splits is None else splits:
-            for pcd in _visible(class_dir / split, ".pcd"):
+            for pcd in visible_files(class_dir / split, (".pcd",)):
                 if split == "train":
                     refs.append(self._good(class_dir.name, split, pcd, gt=None))
                 elif "temp" not in pcd.name.lower():

@@ -134,7 +134,7 @@ class Open3DBackend(IdPassBackend):
         vis = o3d.visualization.Visualizer()
         if not vis.create_window(width=width, height=height, visible=False):
             raise RuntimeError("Open3D could not create a headless window (EGL); "
-                               "use --backend splat, or see ENVIRONMENT.md")
+                               "use the splat backend, or see ENVIRONMENT.md")
         opt = vis.get_render_option()
         opt.background_color = np.zeros(3)
         opt.light_on = False

@@ -1,12 +1,12 @@
 """Where a model's weights come from, their SHA-256, and loading them through open_clip.
 
 Order for a real model (`ViT-L-14-336`, `ViT-B-16`):
-1. `--weights PATH`: an OpenAI TorchScript `.pt` (loaded by open_clip's OpenAI loader), or an
+1. an explicit file: an OpenAI TorchScript `.pt` (loaded by open_clip's OpenAI loader), or an
    open_clip state dict / `.safetensors` (loaded by `create_model(pretrained=PATH)`);
 2. the OpenAI file in the weights folder (`$POINTAD_WEIGHTS_DIR`, default `./weights`);
 3. open_clip's pretrained tag (`openai`): its cache, then a download when there is a network.
 Nothing found: `WeightsMissing`, raised before any work, saying which file to put where.
-A real model never falls back to random weights; `--weights random` asks for them explicitly
+A real model never falls back to random weights; the value `random` asks for them explicitly
 (for benchmarks), and the cache records it. `tiny` is random-init by design, from its seed.
 """
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..model.registry import ModelSpec, architecture, register_project_configs
-from .errors import PointadError, WeightsMissing
+from ...model.registry import ModelSpec, architecture, register_project_configs
+from ..errors import OptionError, WeightsMissing
 
 RANDOM = "random"
 
@@ -88,8 +88,8 @@ def missing_message(spec: ModelSpec) -> str:
     target = weights_dir() / (spec.weights_file or f"{spec.name}.pt")
     return (f"{spec.name} needs its pretrained weights and none were found or downloadable. Put the OpenAI "
             f"file {spec.weights_file} (sha256 {spec.weights_sha256}) at {target.resolve()} "
-            f"(download: {spec.weights_url}), or pass --weights PATH to an OpenAI .pt, an open_clip state "
-            f"dict or a .safetensors file. With a network, open_clip downloads it by itself "
+            f"(download: {spec.weights_url}), or give the path of an OpenAI .pt, an open_clip state "
+            f"dict or a .safetensors file as the weights. With a network, open_clip downloads it by itself "
             f"(pretrained tag '{spec.pretrained}').")
 
 
@@ -98,14 +98,14 @@ def resolve_weights(spec: ModelSpec, weights: str | None) -> Weights:
 
     Raises:
         WeightsMissing: a real model with no weights to be had (the message says what to do).
-        PointadError: `--weights` names a file that does not exist.
+        OptionError: `weights` names a file that does not exist.
     """
     if weights == RANDOM or (spec.random_init and not weights):
         return Weights("random", None, random_init_sha256(spec), f"{RANDOM}:seed={spec.seed}")
     if weights:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise PointadError(f"--weights {path}: no such file")
+            raise OptionError("weights", str(path), "no such file")
         kind = "openai-jit" if is_torchscript(path) else "state-dict"
         return Weights(kind, str(path.resolve()), file_sha256(path), str(path.resolve()))
     local = weights_dir() / (spec.weights_file or "")
@@ -175,8 +175,8 @@ def load_model(spec: ModelSpec, weights: Weights, device: str = "cpu") -> Any:
         try:
             model = open_clip.create_model(spec.open_clip_name, pretrained=weights.path, device=device)
         except RuntimeError as exc:  # state dict keys or shapes do not fit the architecture
-            raise PointadError(f"--weights {weights.path} does not fit {spec.name}: "
-                               f"{str(exc).splitlines()[0]}") from exc
+            raise OptionError("weights", weights.path, f"does not fit {spec.name}: "
+                              f"{str(exc).splitlines()[0]}") from exc
     return model.eval().requires_grad_(False)
 
 
@@ -190,4 +190,4 @@ def _check_architecture(spec: ModelSpec, model: Any, path: str | None) -> None:
            "patch_size": patch, "image_size": size}
     diff = {k: (want[k], v) for k, v in got.items() if k in want and want[k] != v}
     if diff:
-        raise PointadError(f"--weights {path} is not a {spec.name}: (expected, found) {diff}")
+        raise OptionError("weights", path, f"is not a {spec.name}: (expected, found) {diff}")

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from ..renderers import get_backend, project
+from ..renderers.base import Backend, Camera
+from ..renderers.splat import splat_owners
 from .geometry import local_spacing, rotation, unique_rows
-from .renderers import get_backend, project
-from .renderers.base import Backend, Camera
-from .renderers.splat import splat_owners
 
 VERSION = 1
 View = tuple[str, float]
@@ -186,20 +186,22 @@ def rgb_registration(rgb_grid: np.ndarray, grid: np.ndarray, size: int) -> tuple
     return img, (y * size + x).astype(np.int32)
 
 
-def render_sample(points: dict[str, np.ndarray], cfg: RenderConfig, rgb_grid: np.ndarray | None = None,
-                  backend: Backend | None = None) -> Rendered:
-    """Render one cleaned sample (pure apart from the backend's GL context).
+def render_sample(xyz: np.ndarray, label: np.ndarray, cfg: RenderConfig, grid: np.ndarray | None = None,
+                  rgb_grid: np.ndarray | None = None, backend: Backend | None = None) -> Rendered:
+    """Render one cleaned cloud (pure apart from the backend's GL context).
 
     Args:
-        points: the clean stage's `points/<r>/*` arrays (`xyz`, `label`, optional `rgb`, `grid`).
+        xyz: (n, 3) the cleaned points.
+        label: (n,) their labels (non-zero: anomalous), drawn into `mask2d`.
         cfg: the render config.
-        rgb_grid: the registered RGB image on the grid that `points["grid"]` indexes (organized
-            sources with colour), resized into `rgb_image`.
+        grid: (n,) each point's flat cell in the organized grid (organized sources only).
+        rgb_grid: the registered RGB image on the grid that `grid` indexes (organized sources with
+            colour), resized into `rgb_image`.
         backend: defaults to the process-wide instance of `cfg.backend`.
     """
     backend = backend or get_backend(cfg.backend)
-    xyz = np.asarray(points["xyz"], np.float32).astype(np.float64)
-    labels = np.asarray(points["label"]) > 0
+    xyz = np.asarray(xyz, np.float32).astype(np.float64)
+    labels = np.asarray(label) > 0
     size = cfg.image_size
     uniq, inverse = unique_rows(xyz)
     spacing, kth = local_spacing(uniq, cfg.splat_knn)
@@ -232,6 +234,6 @@ def render_sample(points: dict[str, np.ndarray], cfg: RenderConfig, rgb_grid: np
         image=image.reshape(v_count, size, size, 3), mask2d=mask2d.reshape(v_count, size, size),
         pix2pt=pix2pt.reshape(v_count, size, size), camera=np.stack([c.P for c in cams]).astype(np.float32),
         eps=eps, pt2pix=pt2pix)
-    if rgb_grid is not None and "grid" in points:
-        out.rgb_image, out.rgb_pix = rgb_registration(rgb_grid, points["grid"], size)
+    if rgb_grid is not None and grid is not None:
+        out.rgb_image, out.rgb_pix = rgb_registration(rgb_grid, grid, size)
     return out

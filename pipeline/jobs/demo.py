@@ -1,4 +1,4 @@
-"""`pointad-pipe demo`: the whole product on generated data, in one command, on a CPU.
+"""The demo job: the whole product on generated data, in one command, on a CPU.
 
 Steps: write a self-contained catalog in the demo folder, generate the synthetic MVTec-layout data,
 clean -> render -> encode it (`tiny`, or ViT-L-14-336 when weights are given), train prompts on one
@@ -46,15 +46,18 @@ def demo_catalog(folder: Path, seed: int) -> Path:
     return path
 
 
-def run_demo(opts: DemoOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_demo(opts: DemoOptions, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or reuse) every step; return {"report": path, "metrics": evaluate's report, "reused": bool}."""
+    from ..cache.runner import RunOptions
+    from ..catalog import load_catalog
+    from ..outputs.names import safe_name
+    from ..stages.encode import resolve_device
+    from ..stages.train import TrainConfig
     from .benchmark import benchmark
-    from .catalog import load_catalog
-    from .encode_stage import EncodeOptions, resolve_device, run_encode
-    from .evaluate import TINY_NOTE, EvalOptions, safe_name
-    from .stages import RunOptions
-    from .train import TrainConfig
+    from .encode import EncodeOptions, run_encode
+    from .evaluate import TINY_NOTE, EvalOptions
 
+    log = log or (lambda message: None)
     model = "ViT-L-14-336" if opts.weights else "tiny"
     if model == "tiny":
         log(f"note: {TINY_NOTE}")
@@ -63,9 +66,8 @@ def run_demo(opts: DemoOptions, log: Callable[[str], None] = print) -> dict[str,
     device = resolve_device(opts.device)
     reused = True
     start = time.perf_counter()
-    reports = run_encode(cat, entry, RunOptions(workers=opts.workers), EncodeOptions(device=device,
-                                                                                      weights=opts.weights),
-                         cli={"model": model})
+    reports = run_encode(cat, entry, RunOptions(workers=opts.workers, log=log),
+                         EncodeOptions(device=device, weights=opts.weights), overrides={"model": model})
     for rep in reports:
         ran = rep.succeeded > 0
         reused &= not ran

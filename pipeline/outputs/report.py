@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .atomic import atomic_path, write_text
+from .tables import DASH, HEADERS, metric_columns
+
 CELL_PX = 112  # largest side of one view in a montage, in figure pixels
 DPI = 100
-METRIC_ORDER = ["i_auroc", "ap", "p_auroc", "p_ap", "aupro_official", "aupro_pointad"]
-HEADERS = {"i_auroc": "I-AUROC", "ap": "AP", "p_auroc": "P-AUROC", "p_ap": "P-AP",
-           "aupro_official": "AUPRO (official)", "aupro_pointad": "AUPRO (PointAD-style)"}
-DASH = "\u2013"
 
 
 @dataclass
@@ -55,8 +54,8 @@ def _save(fig: Any, path: Path, palette: bool = False) -> Path:
     img = Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
     if palette:
         img = img.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="PNG", optimize=True)
+    with atomic_path(path, keep_suffix=True) as tmp:
+        img.save(tmp, format="PNG", optimize=True)
     return path
 
 
@@ -148,8 +147,7 @@ def roc_png(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title:
 
 
 def _columns(rows: dict[str, dict[str, float]]) -> list[str]:
-    keys = {k for vals in rows.values() for k in vals}
-    return [k for k in METRIC_ORDER if k in keys] + sorted(keys - set(METRIC_ORDER))
+    return metric_columns({k for vals in rows.values() for k in vals})
 
 
 def _pct(v: Any, bold: bool = False) -> str:
@@ -200,7 +198,4 @@ def markdown_report(out: Path, report: dict, figures: dict[str, dict[str, str]],
             lines += [ln for kind, rel in figures[cls].items() for ln in (f"![{cls} {kind}]({_link(rel)})", "")]
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / "report.md"
-    target.write_text("\n".join(lines), encoding="utf-8")
-    return target
+    return write_text(out / "report.md", "\n".join(lines))

@@ -1,9 +1,9 @@
 """The `encode` stage: rendered views (and the RGB image) -> frozen CLIP features (METHOD.md §3).
 
 The pure core is `Encoder.encode(images)`: uint8 images in, fp16 global embeddings and per-layer
-patch tokens out. `encode_blocks` runs it over rows of the render cache as a three-step pipeline
-(a reader thread, the forward passes, a writer thread) so that the CPU or GPU never waits on I/O,
-and marks each row done after all its arrays are written.
+patch tokens out. `encode_blocks` runs it over rows as a three-step pipeline (a reader thread, the
+forward passes, a writer thread) so that the CPU or GPU never waits on I/O. Where rows come from and
+go to is the caller's `RowIO` (the cache's `FeatureRows`), which marks a row done once it is written.
 
 Batches are aligned blocks of `batch_size` rows (rows r // batch_size), always encoded together,
 also when a rerun has only some of them left to write: batch composition changes the last bits
@@ -17,9 +17,11 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Protocol
 
 import numpy as np
+
+from ..errors import OptionError
 
 VERSION = 1
 DTYPES = ("fp32", "bf16", "fp16")
@@ -39,7 +41,7 @@ class EncodeConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+            raise OptionError("dtype", self.dtype, f"expected one of {DTYPES}")
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,8 @@ class Encoder:
     def __init__(self, key: EncoderKey) -> None:
         import torch
 
-        from ..model.encoder import PatchEncoder
-        from ..model.registry import get_spec
+        from ...model.encoder import PatchEncoder
+        from ...model.registry import get_spec
         from .weights import Weights, load_model
 
         spec = get_spec(key.model)
@@ -78,17 +80,41 @@ class Encoder:
         """(B, H, W, 3) uint8 -> global (B, D) and patches (B, L, P, D), float16 numpy."""
         import torch
 
-        from ..model.encoder import preprocess
+        from ...model.encoder import preprocess
 
         x = preprocess(torch.from_numpy(np.ascontiguousarray(images)).to(self.device), self.net.image_size)
         glob, patch = self.net(x.to(self.dtype))
         return glob.to(torch.float16).cpu().numpy(), patch.to(torch.float16).cpu().numpy()
 
 
+def resolve_device(device: str) -> str:
+    """`auto` -> `cuda` when a GPU is there, else `cpu`; an explicit `cuda` without one is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise OptionError("device", device, "no CUDA device is available here (use cpu)")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise OptionError("device", device, "expected auto, cpu or cuda")
+    return device
+
+
 @lru_cache(maxsize=1)
 def get_encoder(key: EncoderKey) -> Encoder:
     """The process's encoder: loaded once per worker, reused by every task."""
     return Encoder(key)
+
+
+class RowIO(Protocol):
+    """Where `encode_blocks` reads rendered rows and writes their features."""
+
+    def read(self, r: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(V, H, W, 3) views of row r and its (H, W, 3) RGB image or None."""
+
+    def write(self, r: int, glob: np.ndarray, patch: np.ndarray, rgb_glob: np.ndarray | None,
+              rgb_patch: np.ndarray | None) -> None:
+        """Store row r's features and mark it done."""
 
 
 @dataclass
@@ -101,16 +127,15 @@ class Block:
     rgb: dict[int, np.ndarray]  # row -> (H, W, 3)
 
 
-def encode_blocks(blocks: Sequence[tuple[list[int], list[int]]], encoder: Encoder, render: Any, out: Any,
-                  on_row: Callable[[int, str], None], mark_done: Callable[[Any, int], None]) -> None:
-    """Encode `blocks` [(rows, rows_to_write)] from the render group into the encode group `out`.
+def encode_blocks(blocks: Sequence[tuple[list[int], list[int]]], encoder: Encoder, io: RowIO,
+                  on_row: Callable[[int, str], None]) -> None:
+    """Encode `blocks` [(rows, rows_to_write)], reading and writing rows through `io`.
 
     Three stages overlap: the reader thread fetches block k+1 while block k is encoded, and the
     writer thread stores block k-1. `on_row(row, error)` is called once per row to write.
     """
     loaded: queue.Queue = queue.Queue(maxsize=2)
     encoded: queue.Queue = queue.Queue(maxsize=2)
-    has_rgb = "rgb_image" in render
 
     def read() -> None:
         try:
@@ -118,9 +143,10 @@ def encode_blocks(blocks: Sequence[tuple[list[int], list[int]]], encoder: Encode
                 block = Block(rows, write, {}, {})
                 for r in rows:
                     try:
-                        block.images[r] = np.asarray(render["image"][r])
-                        if has_rgb:
-                            block.rgb[r] = np.asarray(render["rgb_image"][r])
+                        images, rgb = io.read(r)
+                        block.images[r] = images
+                        if rgb is not None:
+                            block.rgb[r] = rgb
                     except Exception as exc:  # a broken chunk fails its row only
                         block.images.pop(r, None)
                         if r in write:
@@ -136,13 +162,7 @@ def encode_blocks(blocks: Sequence[tuple[list[int], list[int]]], encoder: Encode
                 if r not in glob:
                     continue
                 try:
-                    out["global"][r] = glob[r][0]
-                    out["patch"][r] = patch[r][0]
-                    if r in glob and glob[r][1] is not None:
-                        out["rgb_global"][r] = glob[r][1]
-                        out["rgb_patch"][r] = patch[r][1]
-                    out["error"][r] = ""
-                    mark_done(out, r)
+                    io.write(r, glob[r][0], patch[r][0], glob[r][1], patch[r][1])
                     on_row(r, "")
                 except Exception as exc:
                     on_row(r, f"writing encode row {r}: {type(exc).__name__}: {exc}")

@@ -1,8 +1,8 @@
-"""`pointad-pipe gc`: find and remove stage groups that the current catalog no longer leads to.
+"""The gc job: find and remove stage groups that the current catalog no longer leads to.
 
 What is kept, per dataset:
 - clean: the group the catalog's current clean config and row list fingerprint to;
-- render: groups whose upstream clean group is kept (render flags such as `--visibility` make
+- render: groups whose upstream clean group is kept (render options such as `visibility` make
   legitimate variants); with `strict`, only the catalog's own render config;
 - encode: groups whose upstream render group is kept (every model and layer choice).
 Everything else is stale, as is a group whose creation never finished (`initialized` unset).
@@ -12,12 +12,10 @@ Checkpoints outside the cache that name a removed encode group stop being usable
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from . import store
-from .catalog import Catalog, DatasetEntry
-from .config import as_json_dict
-from .stages import clean_identity, index_rows, render_config
+from ..cache import store
+from ..catalog import Catalog, DatasetEntry
+from .identity import clean_identity, index_rows, render_config, render_identity
 
 
 @dataclass(frozen=True)
@@ -30,23 +28,16 @@ class Stale:
     size: int | None
 
 
-def _all_groups(root: Any, stage: str) -> list[Any]:
-    """Every group under `<stage>/`, initialised or not (`store.stage_groups` keeps only finished ones)."""
-    if stage not in root:
-        return []
-    return [g for _, g in root[stage].groups()]
-
-
 def stale_groups(catalog: Catalog, entry: DatasetEntry, strict: bool = False) -> list[Stale]:
     """The stage groups of `entry`'s cache that the current catalog does not lead to."""
     entry.require_root()
     clean_fp, _ = clean_identity(entry, index_rows(entry))
-    render_fp = store.fingerprint("render", as_json_dict(render_config(entry)), clean_fp)
+    render_fp = render_identity(render_config(entry), clean_fp)
     root = store.open_dataset(catalog.cache, entry.name)
     kept: dict[str, set[str]] = {"clean": set(), "render": set()}
     out: list[Stale] = []
     for stage in store.STAGES:
-        for grp in _all_groups(root, stage):
+        for grp in store.stage_groups(root, stage, finished_only=False):
             fp, up = grp.attrs.get("fingerprint", grp.name.rsplit("/", 1)[-1]), grp.attrs.get("upstream")
             if not grp.attrs.get("initialized"):
                 reason = "its creation never finished"
@@ -55,7 +46,7 @@ def stale_groups(catalog: Catalog, entry: DatasetEntry, strict: bool = False) ->
             elif up not in kept["clean" if stage == "render" else "render"]:
                 reason = f"its upstream {'clean' if stage == 'render' else 'render'}/{up} is stale"
             elif stage == "render" and strict and fp != render_fp:
-                reason = "its render config is not the catalog's (--strict)"
+                reason = "its render config is not the catalog's (strict)"
             else:
                 reason = ""
             if reason:

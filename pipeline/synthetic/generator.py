@@ -2,7 +2,7 @@
 
 Why: no real dataset is on our machines, so tests and smoke runs need trees that the real loaders
 read unchanged, with ground truth that is exact by construction. Shapes are analytic
-(`synthetic_shapes.py`); every random draw comes from a generator seeded by (seed, layout, class,
+(`shapes.py`); every random draw comes from a generator seeded by (seed, layout, class,
 split, defect, index), so the same seed gives byte-identical files and one sample can be rebuilt
 alone with `build_mvtec_sample(cls, defect, sample_rng(...))`.
 
@@ -41,8 +41,8 @@ import tifffile
 from PIL import Image
 from scipy.ndimage import distance_transform_edt
 
-from . import synthetic_shapes as shp
-from .synthetic_shapes import SHAPES
+from . import shapes as shp
+from .shapes import SHAPES
 
 SYNTHETIC_CLASSES: tuple[str, ...] = tuple(SHAPES)
 DEFECTS: tuple[str, ...] = ("bump", "dent", "hole", "crack", "colour")

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .errors import SampleError
+from ..errors import SampleError
+from ..loaders.base import Sample
 from .geometry import median_spacing
-from .loaders.base import Sample
 
 VERSION = 1
 GRID_RESAMPLE_DEFAULT = 336
@@ -85,15 +85,6 @@ class Cleaned:
     #: (H, W, 3) registered RGB image on the output grid: black where cleaning removed a point (and in
     #: the padding), original colour elsewhere, sensor holes included, as the code's RGB images are.
     rgb_grid: np.ndarray | None = None
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The per-point arrays by their STORE.md names."""
-        out = {"xyz": self.xyz, "label": self.label}
-        if self.rgb is not None:
-            out["rgb"] = self.rgb
-        if self.grid is not None:
-            out["grid"] = self.grid
-        return out
 
 
 def valid_points(xyz: np.ndarray) -> np.ndarray:

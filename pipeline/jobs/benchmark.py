@@ -1,4 +1,4 @@
-"""`pointad-pipe benchmark`: one checkpoint per training class, each evaluated one-vs-rest, one table.
+"""The benchmark job: one checkpoint per training class, each evaluated one-vs-rest, one table.
 
 The paper trains on one class and tests on the others; its tables average a few such runs (MVTec
 3D-AD: carrot, cookie, dowel). A single run's numbers move by several points with the training
@@ -14,19 +14,23 @@ Folder layout:
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .catalog import Catalog, DatasetEntry
-from .evaluate import EvalOptions, evaluate, finished_run, safe_name
-from .report import HEADERS, METRIC_ORDER
-from .train import TrainConfig
+from ..catalog import Catalog, DatasetEntry
+from ..outputs.names import safe_name
+from ..outputs.tables import write_benchmark
+from ..stages.train import TrainConfig
+from .checkpoint import reusable
+from .evaluate import EvalOptions, evaluate, finished_run
+from .train import check_model, select_rows, train
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:
@@ -47,64 +51,20 @@ def aggregate(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"per_class": per_class, "mean": overall, "train_classes": list(runs)}
 
 
-def _cell(stat: list[float]) -> str:
-    mean, std, n = stat
-    if not n:
-        return "\u2013"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}" if n > 1 else f"{100 * mean:.1f}"
-
-
-def write_tables(out: Path, table: dict[str, Any], header: dict[str, Any]) -> None:
-    """benchmark.csv and benchmark.md, then benchmark.json last (it marks a finished benchmark)."""
-    keys = [k for k in METRIC_ORDER if k in table["mean"]] + sorted(set(table["mean"]) - set(METRIC_ORDER))
-    rows = [*table["per_class"].items(), ("mean", table["mean"])]
-    with (out / "benchmark.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["class", *[f"{k}_{s}" for k in keys for s in ("mean", "std", "n")]])
-        for name, vals in rows:
-            w.writerow([name, *[f"{x:.4f}" if isinstance(x, float) else x for k in keys for x in vals[k]]])
-    lines = [f"# PointAD benchmark: {header['dataset']}", "",
-             f"- training classes: {', '.join(table['train_classes'])} (one checkpoint each, seed {header['seed']}, "
-             f"{header['epochs']} epochs)",
-             f"- protocol: one-vs-rest; modality: {header['modality']}",
-             "- cells: mean ± sample standard deviation over the training runs that scored the class, ×100; "
-             "the mean row is over each run's mean over its classes", "",
-             "| class | " + " | ".join(HEADERS.get(k, k) for k in keys) + " |", "|---|" + "---:|" * len(keys)]
-    lines += [f"| {name} | " + " | ".join(_cell(vals[k]) for k in keys) + " |" for name, vals in rows[:-1]]
-    lines += ["| **mean** | " + " | ".join(f"**{_cell(table['mean'][k])}**" for k in keys) + " |", ""]
-    lines += ["Per-run reports: " + ", ".join(f"[{c}](eval_{safe_name(c)}/report.md)" for c in table["train_classes"]),
-              ""]
-    (out / "benchmark.md").write_text("\n".join(lines))
-    tmp = out / "benchmark.json.tmp"
-    tmp.write_text(json.dumps({**header, **table}, indent=1))
-    tmp.replace(out / "benchmark.json")
-
-
-def reusable(checkpoint: Path, encode_fp: str, cfg: TrainConfig) -> bool:
-    """True when a finished checkpoint was trained on this encode group with this exact config."""
-    side = checkpoint.with_suffix(".json")
-    if not checkpoint.is_file() or not side.is_file():
-        return False
-    info = json.loads(side.read_text())
-    return info.get("encode_fingerprint") == encode_fp and info.get("train") == json.loads(json.dumps(asdict(cfg)))
-
-
 def run_key(encode_fp: str, cfg: TrainConfig) -> str:
     """8 hex digits of the encode group and train config: a changed config trains in a new folder."""
-    import hashlib
-
     return hashlib.sha256(json.dumps([encode_fp, asdict(cfg)], sort_keys=True).encode()).hexdigest()[:8]
 
 
 def benchmark(catalog: Catalog, entry: DatasetEntry, train_classes: list[str], out: Path, cfg: TrainConfig,
-              opts: EvalOptions, device: str = "cpu", split: str = "test", log: Any = print) -> dict[str, Any]:
+              opts: EvalOptions, device: str = "cpu", split: str = "test",
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train (or reuse) one checkpoint per class, evaluate each one-vs-rest, write the averaged table.
 
     Returns the table, plus `reused` {class: True when both its checkpoint and evaluation were reused}
     (not written to benchmark.json, which stays the same on a rerun).
     """
-    from .train_run import check_model, select_rows, train
-
+    log = log or (lambda message: None)
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark.json").unlink(missing_ok=True)
     runs: dict[str, dict[str, Any]] = {}
@@ -132,6 +92,7 @@ def benchmark(catalog: Catalog, entry: DatasetEntry, train_classes: list[str], o
             reused[cls] = False
             runs[cls] = evaluate(catalog, entry, ckpt, eval_dir, eval_opts)
     table = aggregate(runs)
-    write_tables(out, table, {"dataset": entry.name, "seed": cfg.seed, "epochs": cfg.epochs,
-                              "modality": opts.modality, "split": split})
+    write_benchmark(out, table, {"dataset": entry.name, "seed": cfg.seed, "epochs": cfg.epochs,
+                                 "modality": opts.modality, "split": split},
+                    {c: f"eval_{safe_name(c)}/report.md" for c in table["train_classes"]})
     return {**table, "reused": reused}

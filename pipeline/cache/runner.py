@@ -18,7 +18,24 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..errors import one_line
+
 Task = Callable[[dict[str, Any]], list[tuple[int, str]]]
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Speed and behaviour knobs of a stage run: never fingerprinted.
+
+    `log` receives one line per failed row as it happens (the CLI prints them above the progress
+    bar); None keeps the library quiet. `progress` shows progress bars on stderr.
+    """
+
+    workers: int = 0
+    scheduler: str | None = None
+    log: Log | None = None
+    progress: bool = True
 
 
 @dataclass
@@ -44,14 +61,6 @@ class RunReport:
         if self.total and self.done == 0:
             return 1
         return 1 if strict and self.failures else 0
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: the project's own errors as they are, others with their type."""
-    from .errors import PointadError
-
-    text = str(exc) if isinstance(exc, PointadError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())
 
 
 @contextmanager
@@ -84,7 +93,7 @@ def progress(total: int, desc: str, unit: str, enabled: bool = True) -> tqdm:
 
 def run_tasks(task: Task, jobs: Sequence[dict[str, Any]], *, workers: int, scheduler: str | None,
               desc: str, on_failure: Callable[[int, str], None], unit: str = "sample",
-              per_row: int = 1) -> dict[int, str]:
+              per_row: int = 1, show_progress: bool = True) -> dict[int, str]:
     """Run `task` over `jobs`; return {row: error} ('' on success), reporting failures as they come.
 
     `workers == 0` runs in this process, one job after another (debugging, tiny runs, tests).
@@ -92,7 +101,7 @@ def run_tasks(task: Task, jobs: Sequence[dict[str, Any]], *, workers: int, sched
     """
     outcomes: dict[int, str] = {}
     total = sum(len(job["rows"]) for job in jobs)
-    bar = progress(total * per_row, desc, unit, enabled=bool(jobs))
+    bar = progress(total * per_row, desc, unit, enabled=bool(jobs) and show_progress)
 
     def record(results: list[tuple[int, str]]) -> None:
         for row, error in results:
@@ -121,3 +130,22 @@ def run_tasks(task: Task, jobs: Sequence[dict[str, Any]], *, workers: int, sched
         return outcomes
     finally:
         bar.close()
+
+
+def run_stage(stage: str, grp: Any, fp: str, url: str, ids: Sequence[str], jobs: list[dict[str, Any]],
+              task: Task, opts: RunOptions, unit: str = "sample", per_row: int = 1) -> RunReport:
+    """Run a stage's jobs, record each failure in the group's `error` and in the report, and count."""
+    from . import store
+
+    report = RunReport(stage=stage, fingerprint=fp, url=url, total=len(ids), skipped=int(store.done_mask(grp).sum()))
+
+    def failed(row: int, error: str) -> None:
+        store.mark_error(grp, row, error)
+        report.failures.append((row, ids[row], error))
+        if opts.log is not None:
+            opts.log(f"{stage} failed: {ids[row]}: {error}")
+
+    outcomes = run_tasks(task, jobs, workers=opts.workers, scheduler=opts.scheduler, desc=stage, on_failure=failed,
+                         unit=unit, per_row=per_row, show_progress=opts.progress)
+    report.succeeded = sum(1 for e in outcomes.values() if not e)
+    return report

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
+
 
 def score_colours(score: np.ndarray, vmax: float | None = None) -> np.ndarray:
     """(n, 3) uint8 colours of `score` on matplotlib's viridis over [0, vmax] (default: the maximum)."""
@@ -36,9 +38,7 @@ def write_scored_ply(path: Path, xyz: np.ndarray, score: np.ndarray, vmax: float
     pc.point.colors = o3d.core.Tensor(score_colours(score[:, 0], vmax))
     pc.point.score = o3d.core.Tensor(score)
     pc.point.quality = o3d.core.Tensor(score.copy())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.ply")
-    if not o3d.t.io.write_point_cloud(str(tmp), pc):
-        raise OSError(f"Open3D could not write {tmp}")
-    tmp.replace(path)
+    with atomic_path(path, keep_suffix=True) as tmp:
+        if not o3d.t.io.write_point_cloud(str(tmp), pc):
+            raise OSError(f"Open3D could not write {tmp}")
     return path

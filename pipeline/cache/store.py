@@ -1,8 +1,8 @@
-"""The only module that knows the Zarr layout of STORE.md (schema `pointad-pipe/1`).
+"""The cache's hierarchy and its mechanics (schema `pointad-pipe/1`, docs/STORE.md).
 
 It owns: the dataset hierarchy `<cache_root>/<dataset>.zarr`, stage groups `<stage>/<fingerprint>`,
-the fingerprint rule, per-row `done`/`error`, and row reads and writes. Stages hand it numpy
-arrays; they never touch zarr themselves.
+the fingerprint hash, per-row `done`/`error`, and generic row reads and writes. Which arrays a stage
+group holds is `schema`'s; what goes into a fingerprint is `jobs.identity`'s.
 
 Crash safety:
 - A stage group counts as created only once its attr `initialized` is true, which is written last.
@@ -68,6 +68,12 @@ def dataset_url(cache_root: str, dataset: str) -> str:
     return f"{cache_root.rstrip('/')}/{dataset}.zarr"
 
 
+def dataset_exists(cache_root: str, dataset: str) -> bool:
+    """False for a local dataset store that was never written (remote stores are assumed to exist)."""
+    url = dataset_url(cache_root, dataset)
+    return "://" in url or Path(url).exists()
+
+
 def open_url(url: str, mode: str, path: str | None = None) -> zarr.Group:
     """`zarr.open_group` on a local path or an fsspec URL; `file://` URLs create their folders as they go."""
     kwargs: dict[str, Any] = {"storage_options": {"auto_mkdir": True}} if url.startswith("file://") else {}
@@ -100,11 +106,13 @@ def upstream_of(root: zarr.Group, encode_grp: zarr.Group) -> tuple[zarr.Group, z
     return render, root[f"clean/{render.attrs['upstream']}"]
 
 
-def stage_groups(root: zarr.Group, stage: str) -> list[zarr.Group]:
-    """All initialised groups of a stage, oldest first."""
+def stage_groups(root: zarr.Group, stage: str, finished_only: bool = True) -> list[zarr.Group]:
+    """The initialised groups of a stage, oldest first (every group, half-made ones too, unless `finished_only`)."""
     if stage not in root:
         return []
-    groups = [g for _, g in root[stage].groups() if g.attrs.get("initialized")]
+    groups = [g for _, g in root[stage].groups() if g.attrs.get("initialized") or not finished_only]
+    if not finished_only:
+        return groups
     return sorted(groups, key=lambda g: str(g.attrs.get("created_utc", "")))
 
 

@@ -1,8 +1,6 @@
-"""`pointad-pipe status`: what the cache holds, per dataset and stage group."""
+"""What the cache holds, per dataset and stage group (the `status` command's lines)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
@@ -23,7 +21,7 @@ def human_size(n: int | None) -> str:
 def dataset_status(cache_root: str, dataset: str) -> list[str]:
     """One line per stage group: stage, fingerprint, done/failed/total, size, created."""
     url = store.dataset_url(cache_root, dataset)
-    if "://" not in url and not Path(url).exists():
+    if not store.dataset_exists(cache_root, dataset):
         return [f"{dataset}: nothing cached yet ({url})"]
     root = store.open_dataset(cache_root, dataset, mode="r")
     lines = [f"{dataset}: {url}"]

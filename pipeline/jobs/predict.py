@@ -1,4 +1,4 @@
-"""`pointad-pipe predict`: score the user's own files with a trained checkpoint, no catalog, no cache.
+"""The predict job: score the user's own files with a trained checkpoint, no catalog, no cache.
 
 Each file goes through the same stages as a dataset sample (clean -> render -> encode -> score), in
 memory. The model and the prompts are loaded once (`Predictor`) for all files. The pipeline settings
@@ -11,6 +11,7 @@ views and their score maps), `<name>.json` (global score and where it came from)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,23 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PointadError, SampleError
+from ...model.inference import score_cloud, view_maps
+from ..config import build_config
+from ..errors import ModelMismatch, PointadError, SampleError
+from ..loaders.base import LABEL_UNKNOWN, Sample, SampleRef
+from ..loaders.files import SUFFIXES, FilesLoader
+from ..loaders.mvtec3d import organized_sample, read_rgb, read_xyz
+from ..outputs.atomic import write_text
+from ..outputs.names import safe_name
+from ..outputs.report import MontageSample, class_montage
+from ..outputs.scored_cloud import write_scored_ply
+from ..stages.clean import FORMAT_DEFAULTS, CleanConfig, clean_sample
+from ..stages.encode import EncodeConfig, get_encoder
+from ..stages.geometry import median_spacing
+from ..stages.render import RenderConfig, render_sample
+from .checkpoint import load_checkpoint, text_features
+from .encode import encoder_key
+from .identity import prepare_encode
 
 TIFF_SUFFIXES = (".tiff", ".tif")
 
@@ -35,12 +52,8 @@ class Prediction:
     view_maps: np.ndarray  # (K, H, W) S_a of each view
 
 
-def read_user_file(path: Path, rgb: Path | None = None, mesh_points: int = 100_000) -> Any:
+def read_user_file(path: Path, rgb: Path | None = None, mesh_points: int = 100_000) -> Sample:
     """A `Sample` from one file: an MVTec xyz .tiff (organized, optional RGB png), or a cloud/mesh file."""
-    from .loaders.base import LABEL_UNKNOWN, SampleRef
-    from .loaders.files import SUFFIXES, FilesLoader
-    from .loaders.mvtec3d import organized_sample, read_rgb, read_xyz
-
     path = Path(path)
     if not path.is_file():
         raise SampleError(path, "file not found")
@@ -52,7 +65,7 @@ def read_user_file(path: Path, rgb: Path | None = None, mesh_points: int = 100_0
         colour = read_rgb(Path(rgb), xyz.shape[:2], path) if rgb else None
         return organized_sample(ref, xyz, None, colour)
     if rgb:
-        raise SampleError(path, "--rgb needs an organized MVTec xyz .tiff (the RGB image is registered to its grid)")
+        raise SampleError(path, "an RGB image needs an organized MVTec xyz .tiff (it is registered to its grid)")
     if suffix not in SUFFIXES:
         raise SampleError(path, f"unsupported extension {path.suffix!r}; expected one of "
                                 f"{', '.join((*SUFFIXES, *TIFF_SUFFIXES))}")
@@ -64,8 +77,6 @@ def stage_config(cls: type, stored: dict[str, Any] | None) -> dict[str, Any]:
 
     The stored attr also holds fingerprinted extras (such as the class list) that are not fields.
     """
-    import dataclasses
-
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: tuple(v) if isinstance(v, list) else v for k, v in (stored or {}).items() if k in names}
 
@@ -75,10 +86,7 @@ class Predictor:
 
     def __init__(self, checkpoint: Path, weights: str | None = None, device: str = "cpu",
                  modality: str = "point") -> None:
-        from ..model.registry import get_spec
-        from .encode import EncodeConfig, EncoderKey, get_encoder
-        from .encode_stage import prepare
-        from .evaluate import load_checkpoint, text_features
+        from ...model.registry import get_spec
 
         self.ckpt = load_checkpoint(Path(checkpoint))
         side = self.ckpt.side
@@ -89,15 +97,15 @@ class Predictor:
         enc_cfg = stage_config(EncodeConfig, self.pipeline.get("encode"))
         enc_cfg = EncodeConfig(**enc_cfg) if enc_cfg else EncodeConfig(model=side["model"],
                                                                        layers=tuple(side["scored_layers"]))
-        prep = prepare(enc_cfg, weights, device)
+        prep = prepare_encode(enc_cfg, weights, device)
         if prep.weights.sha256 != side["weights_sha256"]:
-            raise PointadError(f"the checkpoint was trained on features of {side['model']} with weights sha256 "
-                               f"{side['weights_sha256'][:12]}..., but the weights found ({prep.weights.pretrained}) "
-                               f"have {prep.weights.sha256[:12]}...; pass --weights to the file it was trained with")
+            raise ModelMismatch(f"the checkpoint was trained on features of {side['model']} with weights sha256 "
+                                f"{side['weights_sha256'][:12]}..., but the weights found ({prep.weights.pretrained}) "
+                                f"have {prep.weights.sha256[:12]}...", side["model"], side["weights_sha256"],
+                                side["model"], prep.weights.sha256)
         spec = get_spec(side["model"])
         cfg = prep.config
-        self.encoder = get_encoder(EncoderKey(cfg.model, prep.weights.kind, prep.weights.path, cfg.layers, cfg.dpam,
-                                              cfg.dpam_blocks, cfg.dtype, device))
+        self.encoder = get_encoder(encoder_key(prep, device))
         self.text, _ = text_features(self.ckpt, spec, prep.weights, None, device)
         self.layer = list(cfg.layers).index(side["scored_layers"][0])
         self.grid = tuple(prep.model_info["patch_grid"])
@@ -105,34 +113,24 @@ class Predictor:
 
     def clean_config(self, organized: bool) -> Any:
         """The training clean config for organized input from an organized training set, else `files` defaults."""
-        from .clean import FORMAT_DEFAULTS, CleanConfig
-        from .config import build_config
-
         trained = self.pipeline.get("clean")
         if organized and trained and self.pipeline.get("format") in ("mvtec3d", "eyecandies"):
-            return build_config(CleanConfig, {}, stage_config(CleanConfig, trained), "checkpoint clean config")
+            return build_config(CleanConfig, stage_config(CleanConfig, trained), {}, "checkpoint clean config")
         return build_config(CleanConfig, FORMAT_DEFAULTS["mvtec3d" if organized else "files"], {}, "predict clean")
 
     def render_config(self) -> Any:
         """The training render config (views, splats, visibility), so a file is rendered as training was."""
-        from .config import build_config
-        from .render import RenderConfig
-
-        return build_config(RenderConfig, {}, stage_config(RenderConfig, self.pipeline.get("render")),
+        return build_config(RenderConfig, stage_config(RenderConfig, self.pipeline.get("render")), {},
                             "checkpoint render config")
 
     def predict(self, path: Path, rgb: Path | None = None) -> Prediction:
         """Clean -> render -> encode -> score one file in memory."""
-        from .clean import clean_sample
-        from .geometry import median_spacing
-        from .infer import score_cloud, view_maps
-        from .render import render_sample
-
         sample = read_user_file(path, rgb)
         if self.modality != "point" and sample.rgb is None:
-            raise SampleError(path, "RGB fusion asked for, but no --rgb image was given for this file")
+            raise SampleError(path, "RGB fusion asked for, but no RGB image was given for this file")
         cleaned = clean_sample(sample, self.clean_config(sample.organized))
-        rendered = render_sample(cleaned.arrays(), self.render_config(), rgb_grid=cleaned.rgb_grid)
+        rendered = render_sample(cleaned.xyz, cleaned.label, self.render_config(), grid=cleaned.grid,
+                                 rgb_grid=cleaned.rgb_grid)
         glob, patch = self.encoder.encode(rendered.image)
         patch = patch[:, self.layer]
         rgb_in = None
@@ -151,10 +149,6 @@ class Predictor:
 
 def write_prediction(pred: Prediction, out: Path, info: dict[str, Any]) -> dict[str, Any]:
     """`<name>.ply`, `<name>_views.png`, `<name>.json` in `out`; returns the JSON record."""
-    from .evaluate import safe_name
-    from .report import MontageSample, class_montage
-    from .scored_cloud import write_scored_ply
-
     name = safe_name(pred.source.stem)
     write_scored_ply(out / f"{name}.ply", pred.xyz, pred.score, vmax=1.0)
     class_montage(out / f"{name}_views.png", name, [MontageSample(
@@ -162,7 +156,5 @@ def write_prediction(pred: Prediction, out: Path, info: dict[str, Any]) -> dict[
         np.zeros(pred.view_maps.shape, np.uint8))], vmax=1.0)
     record = {"file": str(pred.source), "global_score": pred.global_score, "points": len(pred.xyz),
               "max_point_score": float(pred.score.max()), "ply": f"{name}.ply", "views": f"{name}_views.png", **info}
-    tmp = out / f"{name}.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(out / f"{name}.json")
+    write_text(out / f"{name}.json", json.dumps(record, indent=1))
     return record

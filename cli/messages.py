@@ -1,0 +1,45 @@
+"""The pipeline's typed errors worded for the command line: its flags and its commands.
+
+The library says which option had which value and what was wrong (`OptionError.option` is the
+library's name, e.g. `losses`); here that becomes the flag a user typed (`--loss`), with a hint
+naming the command that fixes it where there is one.
+"""
+
+from __future__ import annotations
+
+from pointad_pipe.pipeline.errors import CacheMissing, ModelMismatch, OptionError, PointadError, WeightsMissing
+
+#: library option name -> the flag that sets it
+FLAGS = {"device": "--device", "dtype": "--dtype", "layers": "--layers", "batch_size": "--batch-size",
+         "weights": "--weights", "losses": "--loss", "prompts": "--prompts", "train_classes": "--train-class",
+         "classes": "--classes", "protocol": "--protocol", "backend": "--backend", "model": "--model"}
+#: evaluate's modality is set by a flag without a value
+MODALITY_FLAGS = {"fused": "--rgb", "rgb": "--rgb-only"}
+
+
+def _value(value: object) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def option_message(exc: OptionError) -> str:
+    """`--flag value: problem` for an option the command line sets, else the library's own words."""
+    if exc.option == "modality" and exc.value in MODALITY_FLAGS:
+        return f"{MODALITY_FLAGS[str(exc.value)]} {exc.problem}"
+    if exc.option in FLAGS:
+        return f"{FLAGS[exc.option]} {_value(exc.value)}: {exc.problem}"
+    return str(exc)
+
+
+def describe(exc: PointadError) -> str:
+    """One line for the console."""
+    if isinstance(exc, OptionError):
+        return option_message(exc)
+    if isinstance(exc, CacheMissing):
+        return f"{exc}; run `pointad-pipe {exc.stage} --dataset {exc.dataset}` first"
+    if isinstance(exc, ModelMismatch):
+        if not exc.sha256:
+            return f"{exc}: use --model {exc.held_model}, or encode with {exc.model} first"
+        return f"{exc}; pass --weights to the file the features were encoded with"
+    if isinstance(exc, WeightsMissing):
+        return f"{exc} (--weights PATH)"
+    return str(exc)

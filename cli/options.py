@@ -1,0 +1,115 @@
+"""Option types shared by the commands (declared once), and the small helpers every command uses.
+
+Heavy packages are imported inside functions, so that `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+CatalogOpt = Annotated[Path, typer.Option("--catalog", help="The data catalog (YAML).")]
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="A dataset name from the catalog.")]
+OnlyDatasetOpt = Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")]
+CacheOpt = Annotated[str | None, typer.Option("--cache", help="Cache root (path or fsspec URL); overrides `cache:`.")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", "-j", help="Parallel worker processes (a local dask cluster). 0 runs in this process. "
+    "Default: one per core.")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    "--scheduler", help="Address of an existing dask.distributed scheduler (tcp://host:8786) to run on.")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Exit non-zero when any sample failed (by default only when nothing succeeded).")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
+CheckpointOpt = Annotated[Path, typer.Option(help="A prompts .pt written by `train` (its .json sidecar beside it).")]
+CacheWeightsOpt = Annotated[str | None, typer.Option(help="The weights file the cache was encoded with.")]
+LossOpt = Annotated[str, typer.Option(help="Loss terms, a subset of 3dg,3dl,2dg,2dl.")]
+DEFAULT_CATALOG = Path("data_catalog.yaml")
+ALL_LOSSES = "3dg,3dl,2dg,2dl"
+
+
+def fail(message: str) -> typer.Exit:
+    """Print `error: message` in red on stderr; return the exit (code 2) to raise."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
+def guarded(body: Callable[[], int]) -> None:
+    """Run a command body: the project's errors become one red line worded for the flags, exit 2."""
+    from pointad_pipe.pipeline.errors import PointadError
+
+    from .messages import describe
+
+    try:
+        code = body()
+    except PointadError as exc:
+        raise fail(describe(exc)) from None
+    raise typer.Exit(code)
+
+
+def load(catalog: Path, cache: str | None) -> Any:
+    """The parsed catalog (a missing file names the flag that points at another)."""
+    from pointad_pipe.pipeline.catalog import load_catalog
+    from pointad_pipe.pipeline.errors import CatalogError
+
+    if not Path(catalog).expanduser().is_file():
+        raise CatalogError(f"catalog {Path(catalog).expanduser().resolve()} not found (pass --catalog FILE)")
+    return load_catalog(catalog, cache)
+
+
+def console_log(message: str) -> None:
+    """A message on stderr above any progress bar (tqdm.write keeps it off the bar's line)."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+def run_options(workers: int | None, scheduler: str | None) -> Any:
+    """RunOptions from the flags: one worker per core by default; failures printed as they happen."""
+    from pointad_pipe.pipeline.cache.runner import RunOptions, default_workers
+
+    return RunOptions(workers=default_workers() if workers is None else workers, scheduler=scheduler,
+                      log=console_log)
+
+
+def int_list(value: str | None, flag: str) -> tuple[int, ...] | None:
+    """Parse a comma-separated list of integers such as `6,12,18,24`; None stays None."""
+    if value is None:
+        return None
+    try:
+        return tuple(int(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise fail(f"{flag} {value!r}: expected comma-separated integers such as 6,12,18,24") from None
+
+
+def name_list(value: str) -> list[str]:
+    """A comma-separated list of names, blanks dropped."""
+    return [x.strip() for x in value.split(",") if x.strip()]
+
+
+def print_reports(reports: list, strict: bool) -> int:  # noqa: ANN001 - RunReports
+    """One line per stage run and each failed row; the cache line; the exit code."""
+    code = 0
+    for rep in reports:
+        line = (f"{rep.stage} {rep.fingerprint}: {rep.done}/{rep.total} done "
+                f"({rep.succeeded} now, {rep.skipped} already), {len(rep.failures)} failed")
+        typer.echo(line, err=True)
+        for row, sid, err in rep.failures:
+            typer.echo(f"  failed row {row} {sid}: {err}", err=True)
+        code = max(code, rep.exit_code(strict))
+    if reports:
+        typer.echo(f"cache: {reports[-1].url} ({reports[-1].stage}/{reports[-1].fingerprint})")
+    return code
+
+
+def print_table(report: dict) -> None:
+    """The metrics per class and their mean, x100 as the paper prints them."""
+    from pointad_pipe.pipeline.outputs.tables import metric_columns
+
+    keys = metric_columns(report["mean"])
+    typer.echo(f"{'class':>16}  " + "  ".join(f"{k:>14}" for k in keys))
+    for cls, vals in [*report["per_class"].items(), ("mean", report["mean"])]:
+        typer.echo(f"{cls:>16}  " + "  ".join(f"{100 * vals.get(k, float('nan')):>14.1f}" for k in keys))

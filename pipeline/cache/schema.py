@@ -1,0 +1,262 @@
+"""The arrays of each stage group (docs/STORE.md) and typed readers and writers of their rows.
+
+This is the one module that spells the contract's array names, shapes, chunks and codecs. Stage
+cores hand it their dataclasses (`Cleaned`, `Rendered`, encoder outputs) and get typed rows back
+(`CleanRow`, `EncodedRow`, `ScoringRow`); nobody else indexes a group by an array name. Renaming
+or re-chunking an array is an edit here and in STORE.md (and the outside checker), nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import zarr
+
+from . import store
+
+# ---------------------------------------------------------------- clean
+
+
+class CleanedLike(Protocol):
+    """What the clean stage produces for one sample (`stages.clean.Cleaned` is one)."""
+
+    xyz: np.ndarray
+    label: np.ndarray
+    rgb: np.ndarray | None
+    grid: np.ndarray | None
+    grid_shape: tuple[int, int] | None
+    rgb_grid: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class CleanRow:
+    """One cleaned cloud as the cache holds it (the input of render and scoring)."""
+
+    xyz: np.ndarray  # (n, 3) float32
+    label: np.ndarray  # (n,) uint8
+    rgb: np.ndarray | None  # (n, 3) uint8
+    grid: np.ndarray | None  # (n,) int32 flat index into the organized grid
+    rgb_grid: np.ndarray | None  # (H, W, 3) the registered RGB image on that grid
+
+
+def create_clean_group(root: zarr.Group, fp: str, config: dict[str, Any], meta: dict[str, list[Any]],
+                       attrs: dict[str, Any]) -> zarr.Group:
+    """`clean/<fp>` with `done`, `error` and `meta/*` for `len(meta['id'])` rows; marked initialised."""
+    grp = store.create_group(root, "clean", fp, upstream=None, config=config, n=len(meta["id"]), meta=meta,
+                             attrs=attrs)
+    store.mark_initialized(grp)
+    return grp
+
+
+def write_clean_row(grp: zarr.Group, r: int, out: CleanedLike) -> None:
+    """Row r's `points/<r>/{xyz,label,rgb,grid}` (and `rgb_grid/<r>`), then `done`."""
+    points = {"xyz": out.xyz, "label": out.label}
+    if out.rgb is not None:
+        points["rgb"] = out.rgb
+    if out.grid is not None:
+        points["grid"] = out.grid
+    store.write_row(grp, r, {}, points)
+    if out.grid_shape is not None:
+        grp[f"points/{r}/grid"].attrs["grid_shape"] = list(out.grid_shape)
+    if out.rgb_grid is not None:  # beyond STORE.md's list: the registered RGB image for `render`
+        grp.create_array(f"rgb_grid/{r}", data=out.rgb_grid, overwrite=True)
+    store.mark_done(grp, r)
+
+
+def read_clean_row(grp: zarr.Group, r: int, with_rgb_grid: bool = False) -> CleanRow:
+    """Row r of a clean group."""
+    arrays = store.read_points(grp, r)
+    rgb_grid = None
+    if with_rgb_grid and f"rgb_grid/{r}" in grp:
+        rgb_grid = np.asarray(grp[f"rgb_grid/{r}"][:])
+    return CleanRow(arrays["xyz"], arrays["label"], arrays.get("rgb"), arrays.get("grid"), rgb_grid)
+
+
+# ---------------------------------------------------------------- render
+
+
+class RenderedLike(Protocol):
+    """What the render stage produces for one sample (`stages.render.Rendered` is one)."""
+
+    image: np.ndarray
+    mask2d: np.ndarray
+    pix2pt: np.ndarray
+    camera: np.ndarray
+    eps: Any
+    pt2pix: np.ndarray
+    rgb_image: np.ndarray | None
+    rgb_pix: np.ndarray | None
+
+
+def create_render_group(root: zarr.Group, fp: str, clean_grp: zarr.Group, config: dict[str, Any], n: int,
+                        views: int, size: int, backend: str, attrs: dict[str, Any]) -> zarr.Group:
+    """`render/<fp>` with its N-row arrays made up front (workers never race to create them)."""
+    rgb = bool(clean_grp.attrs.get("organized") and clean_grp.attrs.get("has_rgb"))
+    grp = store.create_group(root, "render", fp, upstream=clean_grp.attrs["fingerprint"], config=config, n=n,
+                             backend=backend, attrs={**attrs, "image_size": [size, size], "has_rgb": rgb})
+    view_chunk = (1, 1, size, size)
+    store.create_rows_array(grp, "image", (n, views, size, size, 3), np.uint8, chunks=(*view_chunk, 3),
+                            fill_value=255)
+    store.create_rows_array(grp, "mask2d", (n, views, size, size), np.uint8, chunks=view_chunk)
+    store.create_rows_array(grp, "pix2pt", (n, views, size, size), np.int32, chunks=view_chunk, fill_value=-1)
+    store.create_rows_array(grp, "camera", (n, views, 3, 4), np.float32)
+    store.create_rows_array(grp, "eps", (n,), np.float32)
+    if rgb:
+        store.create_rows_array(grp, "rgb_image", (n, size, size, 3), np.uint8)
+    store.mark_initialized(grp)
+    return grp
+
+
+def write_render_row(grp: zarr.Group, r: int, out: RenderedLike) -> None:
+    """Row r of every render array and `points/<r>/{pt2pix,rgb_pix}`, then `done`."""
+    rows = {"image": out.image, "mask2d": out.mask2d, "pix2pt": out.pix2pt, "camera": out.camera, "eps": out.eps}
+    per_point = {"pt2pix": out.pt2pix}
+    if grp.attrs.get("has_rgb") and out.rgb_image is not None:
+        rows["rgb_image"], per_point["rgb_pix"] = out.rgb_image, out.rgb_pix
+    store.write_row(grp, r, rows, per_point)
+    store.mark_done(grp, r)
+
+
+def render_has_rgb(grp: zarr.Group) -> bool:
+    """Whether a render group holds the registered RGB image."""
+    return bool(grp.attrs.get("has_rgb"))
+
+
+def views_per_row(render_grp: zarr.Group) -> int:
+    """Images encoded per row: the K views, plus the RGB image where there is one."""
+    return int(render_grp["image"].shape[1]) + (1 if "rgb_image" in render_grp else 0)
+
+
+# ---------------------------------------------------------------- encode
+
+
+def create_encode_group(root: zarr.Group, fp: str, render_grp: zarr.Group, config: dict[str, Any],
+                        info: dict[str, Any], n: int) -> zarr.Group:
+    """`encode/<fp>`: float16 `global`/`patch` (and `rgb_*`) arrays, Blosc zstd, one row a chunk."""
+    views = render_grp["image"].shape[1]
+    d, p, layers = info["embed_dim"], info["patch_grid"][0] * info["patch_grid"][1], len(info["layers"])
+    grp = store.create_group(root, "encode", fp, upstream=render_grp.attrs["fingerprint"], config=config, n=n,
+                             attrs=info)
+    codec = store.feature_codec()
+    store.create_rows_array(grp, "global", (n, views, d), np.float16, compressors=codec)
+    store.create_rows_array(grp, "patch", (n, views, layers, p, d), np.float16, compressors=codec)
+    if "rgb_image" in render_grp:
+        store.create_rows_array(grp, "rgb_global", (n, d), np.float16, compressors=codec)
+        store.create_rows_array(grp, "rgb_patch", (n, layers, p, d), np.float16, compressors=codec)
+    store.mark_initialized(grp)
+    return grp
+
+
+class FeatureRows:
+    """Row I/O of the encode stage: rendered images in, features out (what `stages.encode` is given)."""
+
+    def __init__(self, render: zarr.Group, out: zarr.Group) -> None:
+        self.render, self.out = render, out
+        self.has_rgb = "rgb_image" in render
+
+    def read(self, r: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(V, H, W, 3) views and the (H, W, 3) RGB image (or None) of row r."""
+        images = np.asarray(self.render["image"][r])
+        return images, np.asarray(self.render["rgb_image"][r]) if self.has_rgb else None
+
+    def write(self, r: int, glob: np.ndarray, patch: np.ndarray, rgb_glob: np.ndarray | None,
+              rgb_patch: np.ndarray | None) -> None:
+        """Row r's features, then `done` (only after every array is written)."""
+        self.out["global"][r] = glob
+        self.out["patch"][r] = patch
+        if rgb_glob is not None:
+            self.out["rgb_global"][r] = rgb_glob
+            self.out["rgb_patch"][r] = rgb_patch
+        self.out["error"][r] = ""
+        store.mark_done(self.out, r)
+
+
+# ---------------------------------------------------------------- readers for training and scoring
+
+
+@dataclass(frozen=True)
+class EncodedRow:
+    """One row as training reads it (the fields `stages.train.collate` expects)."""
+
+    row: int
+    patch: np.ndarray  # (K, Ls, P, D) the scored layers
+    glob: np.ndarray  # (K, D)
+    mask: np.ndarray  # (K, H, W) the rendered 2D masks
+    pt2pix: np.ndarray  # (n, K)
+    y: np.ndarray  # (n,) point labels
+    label: int
+    cls: str
+
+
+@dataclass(frozen=True)
+class ScoringRow:
+    """What scoring one row needs (no 2D masks, which are only for training and montages)."""
+
+    xyz: np.ndarray  # (n, 3)
+    y: np.ndarray  # (n,) uint8 point labels
+    grid: np.ndarray | None  # (n,) flat cell index, organized sources
+    patch: np.ndarray  # (K, P, D) the first scored layer
+    glob: np.ndarray  # (K, D)
+    pt2pix: np.ndarray  # (n, K)
+    rgb: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # (P, D) patch, (D,) global, (n,) rgb_pix
+
+
+@dataclass(frozen=True)
+class MontageRow:
+    """What a report montage shows of one row."""
+
+    images: np.ndarray  # (K, H, W, 3)
+    patch: np.ndarray  # (K, P, D) the first scored layer
+    mask: np.ndarray  # (K, H, W)
+
+
+class CachedSamples:
+    """Rows of one encode group with what training and scoring need from its render and clean groups.
+
+    Args:
+        encode, render, clean: the zarr groups (render is encode's upstream, clean render's).
+        layers: the scored blocks (must be among `encode.attrs["layers"]`).
+    """
+
+    def __init__(self, encode: zarr.Group, render: zarr.Group, clean: zarr.Group, layers: Sequence[int]) -> None:
+        self.encode, self.render, self.clean = encode, render, clean
+        cached = list(encode.attrs["layers"])
+        missing = [x for x in layers if x not in cached]
+        if missing:
+            raise ValueError(f"layers {missing} are not in the cache (it holds {cached})")
+        self.layer_index = [cached.index(x) for x in layers]
+        self.grid = tuple(encode.attrs["patch_grid"])
+        self.size = int(render.attrs["image_size"][0])
+        meta = store.read_meta(clean)
+        self.classes: list[str] = meta["class"]
+        self.labels = np.asarray(meta["label"], int)
+        self.has_rgb = "rgb_patch" in encode and "rgb_image" in render
+
+    def item(self, r: int) -> EncodedRow:
+        """One row for training."""
+        return EncodedRow(r, np.asarray(self.encode["patch"][r])[:, self.layer_index],
+                          np.asarray(self.encode["global"][r]), np.asarray(self.render["mask2d"][r]),
+                          np.asarray(self.render[f"points/{r}/pt2pix"][:]),
+                          np.asarray(self.clean[f"points/{r}/label"][:]), int(self.labels[r]), self.classes[r])
+
+    def scoring(self, r: int, organized: bool, with_rgb: bool) -> ScoringRow:
+        """One row for scoring, from the first scored layer."""
+        li = self.layer_index[0]
+        rgb = None
+        if with_rgb:
+            rgb = (np.asarray(self.encode["rgb_patch"][r])[li], np.asarray(self.encode["rgb_global"][r]),
+                   np.asarray(self.render[f"points/{r}/rgb_pix"][:]))
+        return ScoringRow(np.asarray(self.clean[f"points/{r}/xyz"][:]),
+                          np.asarray(self.clean[f"points/{r}/label"][:]).astype(np.uint8),
+                          np.asarray(self.clean[f"points/{r}/grid"][:]) if organized else None,
+                          np.asarray(self.encode["patch"][r])[:, li], np.asarray(self.encode["global"][r]),
+                          np.asarray(self.render[f"points/{r}/pt2pix"][:]), rgb)
+
+    def montage(self, r: int) -> MontageRow:
+        """Row r's views, first scored layer's patch tokens and 2D masks."""
+        return MontageRow(np.asarray(self.render["image"][r]),
+                          np.asarray(self.encode["patch"][r])[:, self.layer_index[0]],
+                          np.asarray(self.render["mask2d"][r]))

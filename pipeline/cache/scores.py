@@ -1,0 +1,49 @@
+"""`scores.zarr` of an evaluate run folder: per-row point scores, global scores and the grid maps.
+
+Layout (README "evaluate"): `points/<r>/score` and `points/<r>/label`, `global_score` (N,), `meta/{id,
+class,label}`; organized sources also `grid_score` and `grid_gt` (N, H, W), the exact maps the
+AUPROs used. Kept in the cache package because it is the other Zarr hierarchy the project writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from . import store
+
+
+class ScoresStore:
+    """A fresh `scores.zarr` (an existing one is replaced), written one row at a time."""
+
+    def __init__(self, path: Path, meta: dict[str, list[Any]], grid_shape: tuple[int, int] | None,
+                 attrs: dict[str, Any]) -> None:
+        self.z = zarr.open_group(str(path), mode="w")
+        n = len(meta["id"])
+        self.z.attrs.update(attrs)
+        self.glob = self.z.create_array("global_score", shape=(n,), chunks=(1,), dtype=np.float32,
+                                        fill_value=np.nan)
+        self.z.create_array("meta/label", data=np.asarray(meta["label"], np.int8), chunks=(max(n, 1),))
+        for key in ("id", "class"):
+            self.z.create_array(f"meta/{key}", data=np.asarray(meta[key], dtype=np.dtypes.StringDType()),
+                                chunks=(max(n, 1),))
+        self.grid_score = self.grid_gt = None
+        if grid_shape is not None:
+            self.grid_score = store.create_rows_array(self.z, "grid_score", (n, *grid_shape), np.float32)
+            self.grid_gt = store.create_rows_array(self.z, "grid_gt", (n, *grid_shape), np.uint8)
+
+    def write(self, r: int, score: np.ndarray, label: np.ndarray, global_score: float,
+              grid: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Row r's point scores and labels, its global score, and (organized) its score and GT maps."""
+        self.z.create_array(f"points/{r}/score", data=np.asarray(score, np.float32), overwrite=True)
+        self.z.create_array(f"points/{r}/label", data=label, overwrite=True)
+        self.glob[r] = global_score
+        if grid is not None and self.grid_score is not None:
+            self.grid_score[r], self.grid_gt[r] = grid
+
+    def global_score(self, r: int) -> float:
+        """Row r's stored global score."""
+        return float(self.glob[r])
