@@ -42,10 +42,10 @@ class CleanRow:
     rgb_grid: np.ndarray | None  # (H, W, 3) the registered RGB image on that grid
 
 
-def create_clean_group(root: zarr.Group, fp: str, config: dict[str, Any], meta: dict[str, list[Any]],
+def create_clean_group(root: zarr.Group, fp: str, config: dict[str, Any], meta: store.Meta,
                        attrs: dict[str, Any]) -> zarr.Group:
-    """`clean/<fp>` with `done`, `error` and `meta/*` for `len(meta['id'])` rows; marked initialised."""
-    grp = store.create_group(root, "clean", fp, upstream=None, config=config, n=len(meta["id"]), meta=meta,
+    """`clean/<fp>` with `done`, `error` and `meta/*` for `len(meta.ids)` rows; marked initialised."""
+    grp = store.create_group(root, "clean", fp, upstream=None, config=config, n=len(meta.ids), meta=meta,
                              attrs=attrs)
     store.mark_initialized(grp)
     return grp
@@ -231,8 +231,8 @@ class CachedSamples:
         self.grid = tuple(encode.attrs["patch_grid"])
         self.size = int(render.attrs["image_size"][0])
         meta = store.read_meta(clean)
-        self.classes: list[str] = meta["class"]
-        self.labels = np.asarray(meta["label"], int)
+        self.classes: list[str] = meta.classes
+        self.labels = np.asarray(meta.labels, int)
         self.has_rgb = "rgb_patch" in encode and "rgb_image" in render
 
     def item(self, r: int) -> EncodedRow:

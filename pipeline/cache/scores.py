@@ -19,16 +19,16 @@ from . import store
 class ScoresStore:
     """A fresh `scores.zarr` (an existing one is replaced), written one row at a time."""
 
-    def __init__(self, path: Path, meta: dict[str, list[Any]], grid_shape: tuple[int, int] | None,
+    def __init__(self, path: Path, meta: store.Meta, grid_shape: tuple[int, int] | None,
                  attrs: dict[str, Any]) -> None:
         self.z = zarr.open_group(str(path), mode="w")
-        n = len(meta["id"])
+        n = len(meta.ids)
         self.z.attrs.update(attrs)
         self.glob = self.z.create_array("global_score", shape=(n,), chunks=(1,), dtype=np.float32,
                                         fill_value=np.nan)
-        self.z.create_array("meta/label", data=np.asarray(meta["label"], np.int8), chunks=(max(n, 1),))
-        for key in ("id", "class"):
-            self.z.create_array(f"meta/{key}", data=np.asarray(meta[key], dtype=np.dtypes.StringDType()),
+        self.z.create_array("meta/label", data=np.asarray(meta.labels, np.int8), chunks=(max(n, 1),))
+        for key, values in (("id", meta.ids), ("class", meta.classes)):
+            self.z.create_array(f"meta/{key}", data=np.asarray(values, dtype=np.dtypes.StringDType()),
                                 chunks=(max(n, 1),))
         self.grid_score = self.grid_gt = None
         if grid_shape is not None:

@@ -17,7 +17,8 @@ import hashlib
 import json
 import platform
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -29,7 +30,23 @@ import zarr
 
 SCHEMA = "pointad-pipe/1"
 STAGES = ("clean", "render", "encode")
-META_KEYS = ("id", "class", "split", "defect", "label", "source")
+
+
+@dataclass(frozen=True)
+class Meta:
+    """The clean group's `meta/*` columns, one entry per row."""
+
+    ids: list[str]
+    classes: list[str]
+    splits: list[str]
+    defects: list[str]
+    labels: list[int]  # 1 anomalous, 0 good, -1 unknown
+    sources: list[str]
+
+    def columns(self) -> dict[str, list[Any]]:
+        """The columns by their array names under `meta/`."""
+        return {"id": self.ids, "class": self.classes, "split": self.splits, "defect": self.defects,
+                "label": self.labels, "source": self.sources}
 
 
 def fingerprint(stage: str, config: Mapping[str, Any], upstream: str | None, **extra: Any) -> str:
@@ -139,7 +156,7 @@ def create_group(
     n: int,
     backend: str | None = None,
     attrs: Mapping[str, Any] | None = None,
-    meta: Mapping[str, Iterable[Any]] | None = None,
+    meta: Meta | None = None,
 ) -> zarr.Group:
     """Create `<stage>/<fp>` with `done`, `error` (and `meta/*` for clean); return it.
 
@@ -151,7 +168,7 @@ def create_group(
     grp = root.require_group(stage).require_group(fp)
     grp.create_array("done", shape=(n,), chunks=(1,), dtype=bool, fill_value=False, overwrite=True)
     grp.create_array("error", shape=(n,), chunks=(1,), dtype=str, fill_value="", overwrite=True)
-    for key, values in (meta or {}).items():
+    for key, values in (meta.columns() if meta else {}).items():
         values = list(values)
         dtype = np.int8 if key == "label" else str
         arr = grp.create_array(f"meta/{key}", shape=(n,), chunks=(1,), dtype=dtype, overwrite=True)
@@ -218,16 +235,28 @@ def mark_error(grp: zarr.Group, r: int, message: str) -> None:
     grp["error"][r] = " ".join(str(message).split())[:500]
 
 
+def upstream_failures(grp: zarr.Group, upstream: zarr.Group, stage: str,
+                      todo: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Fail the rows to do whose upstream row is not done ('<stage> failed: <its error>').
+
+    Returns the upstream's done mask (the rows ready to process) and its error column.
+    """
+    ready = done_mask(upstream)
+    errors = read_strings(upstream["error"])
+    for r in np.flatnonzero(todo & ~ready):
+        mark_error(grp, int(r), f"{stage} failed: {errors[r] or 'not done'}")
+    return ready, errors
+
+
 def read_strings(arr: zarr.Array) -> list[str]:
     """A Zarr string array as Python strings."""
     return [str(x) for x in np.asarray(arr[:]).tolist()]
 
 
-def read_meta(grp: zarr.Group) -> dict[str, list[Any]]:
+def read_meta(grp: zarr.Group) -> Meta:
     """The clean group's `meta/*` columns."""
-    out: dict[str, list[Any]] = {k: read_strings(grp[f"meta/{k}"]) for k in META_KEYS if k != "label"}
-    out["label"] = [int(x) for x in np.asarray(grp["meta/label"][:])]
-    return out
+    return Meta(*(read_strings(grp[f"meta/{k}"]) for k in ("id", "class", "split", "defect")),
+                [int(x) for x in np.asarray(grp["meta/label"][:])], read_strings(grp["meta/source"]))
 
 
 def read_points(grp: zarr.Group, r: int) -> dict[str, np.ndarray]:

@@ -50,8 +50,8 @@ def _clean_group(root: Any, entry: DatasetEntry, fp: str, config: dict[str, Any]
                  refs: list[SampleRef]) -> Any:
     loader = get_loader(entry.format, entry.loader)
     organized = bool(loader.organized)
-    meta = {"id": [r.id for r in refs], "class": [r.cls for r in refs], "split": [r.split for r in refs],
-            "defect": [r.defect for r in refs], "label": [r.label for r in refs], "source": [r.source for r in refs]}
+    meta = store.Meta([r.id for r in refs], [r.cls for r in refs], [r.split for r in refs],
+                      [r.defect for r in refs], [r.label for r in refs], [r.source for r in refs])
     grid_shape = [cfg.grid_size, cfg.grid_size] if organized and cfg.grid_size else None
     return schema.create_clean_group(root, fp, config, meta, {
         "grid_shape": grid_shape, "organized": organized, "has_rgb": bool(loader.has_rgb), "format": entry.format})

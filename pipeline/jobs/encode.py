@@ -20,7 +20,7 @@ from ..config import as_json_dict
 from ..errors import OptionError
 from ..stages.encode import EncoderKey, encode_blocks, get_encoder, resolve_device
 from .identity import Prepared, encode_config, encode_identity, prepare_encode
-from .render import run_render, upstream_failures
+from .render import run_render
 
 JOB_BLOCKS = 4  # blocks per task: progress granularity vs. pipeline refills
 
@@ -92,7 +92,7 @@ def run_encode(catalog: Catalog, entry: DatasetEntry, opts: RunOptions, enc: Enc
     grp = store.find_group(root, "encode", fp) or schema.create_encode_group(
         root, fp, render_grp, as_json_dict(prep.config), prep.model_info, len(refs))
     todo = ~store.done_mask(grp)
-    ready, render_errors = upstream_failures(grp, render_grp, "render", todo)
+    ready, render_errors = store.upstream_failures(grp, render_grp, "render", todo)
     blocks = aligned_blocks(todo, ready, enc.batch_size)
     threads = enc.threads or (max(1, (os.cpu_count() or 1) // max(1, opts.workers))
                               if opts.workers or opts.scheduler else 0)

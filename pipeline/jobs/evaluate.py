@@ -152,7 +152,7 @@ class Run:
 
     ckpt: Checkpoint
     samples: CachedSamples
-    meta: dict[str, list[Any]]
+    meta: store.Meta
     text: Any
     prompt_classes: list[str] | None
     grid_shape: tuple[int, int] | None
@@ -178,8 +178,8 @@ def _score_row(run: Run, r: int, cls_text: Any) -> tuple[np.ndarray, float, Any]
         grids[0].flat[row.grid], grids[1].flat[row.grid] = amap, row.y
     run.scores.write(r, amap, row.y, g, grids)
     if run.opts.write_ply:
-        cls = run.meta["class"][r]
-        write_scored_ply(run.out / "clouds" / cls / f"{safe_name(run.meta['id'][r])}.ply", row.xyz, amap, vmax=1.0)
+        cls = run.meta.classes[r]
+        write_scored_ply(run.out / "clouds" / cls / f"{safe_name(run.meta.ids[r])}.ply", row.xyz, amap, vmax=1.0)
     return amap.astype(np.float32), g, (row.y, grids)
 
 
@@ -194,7 +194,7 @@ def score_class(run: Run, cls: str, rows: list[int], tick: Callable[[], None]) -
         amap, g, (y, grids) = _score_row(run, r, cls_text)
         acc.rows.append(r)
         acc.globals_.append(g)
-        acc.labels.append(int(run.meta["label"][r]))
+        acc.labels.append(int(run.meta.labels[r]))
         acc.scores.append(amap)
         acc.point_labels.append(y)
         if grids is not None:
@@ -208,7 +208,7 @@ def _class_figures(run: Run, cls: str, acc: ClassMaps, cls_text: Any) -> dict[st
     montage = []
     for r in _montage_rows(acc.rows, acc.labels, run.opts.montage_samples):
         m = run.samples.montage(r)
-        montage.append(MontageSample(run.meta["id"][r], int(run.meta["label"][r]), run.scores.global_score(r),
+        montage.append(MontageSample(run.meta.ids[r], int(run.meta.labels[r]), run.scores.global_score(r),
                                      m.images, view_maps(m.patch, cls_text, run.samples.grid, run.samples.size),
                                      m.mask))
     figs, figures = run.out / "figures", {}
@@ -232,9 +232,9 @@ def _open_run(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path
     spec, resolved = check_model(enc, side["model"], opts.weights)
     meta = store.read_meta(clean)
     done = store.done_mask(enc)
-    chosen = choose_classes(meta["class"], side["classes"] if opts.protocol == "one-vs-rest" else [], opts.protocol,
+    chosen = choose_classes(meta.classes, side["classes"] if opts.protocol == "one-vs-rest" else [], opts.protocol,
                             opts.classes)
-    rows = [r for r in range(len(done)) if done[r] and meta["class"][r] in chosen and meta["label"][r] >= 0]
+    rows = [r for r in range(len(done)) if done[r] and meta.classes[r] in chosen and meta.labels[r] >= 0]
     if not rows:
         raise PointadError(f"no encoded rows with a known label to evaluate for classes {chosen}")
     samples = CachedSamples(enc, render, clean, side["scored_layers"])
@@ -243,7 +243,7 @@ def _open_run(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path
                                                      f"RGB image in its cache")
     if ckpt.config.prompts == "coop" and opts.protocol == "cross-dataset":
         raise PointadError("`coop` prompts are learned per class name; cross-dataset needs object-agnostic prompts")
-    text, prompt_classes = text_features(ckpt, spec, resolved, sorted(set(meta["class"])))
+    text, prompt_classes = text_features(ckpt, spec, resolved, sorted(set(meta.classes)))
     organized = bool(clean.attrs.get("organized")) and clean.attrs.get("grid_shape") is not None
     shape = tuple(clean.attrs["grid_shape"]) if organized else None
     out.mkdir(parents=True, exist_ok=True)
@@ -265,7 +265,7 @@ def evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path,
     figures: dict[str, dict[str, str]] = {}
     bar = progress(len(rows), "evaluate", "sample", enabled=opts.progress)
     for cls in chosen:
-        results[cls], figures[cls] = score_class(run, cls, [r for r in rows if run.meta["class"][r] == cls],
+        results[cls], figures[cls] = score_class(run, cls, [r for r in rows if run.meta.classes[r] == cls],
                                                  lambda: bar.update(1))
     bar.close()
     keys = sorted({k for v in results.values() for k in v})

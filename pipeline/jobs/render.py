@@ -46,15 +46,6 @@ def _render_group(root: Any, fp: str, clean_grp: Any, cfg: RenderConfig, n: int)
                                           "camera_model": "pinhole", "visibility": cfg.visibility})
 
 
-def upstream_failures(grp: Any, upstream: Any, stage: str, todo: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Mark rows to do whose upstream row is not done as failed ('<stage> failed: ...'); return the ready mask."""
-    ready = store.done_mask(upstream)
-    errors = store.read_strings(upstream["error"])
-    for r in np.flatnonzero(todo & ~ready):
-        store.mark_error(grp, int(r), f"{stage} failed: {errors[r] or 'not done'}")
-    return ready, errors
-
-
 def run_render(catalog: Catalog, entry: DatasetEntry, opts: RunOptions,
                overrides: dict[str, Any] | None = None) -> list[RunReport]:
     """Run clean where needed, then render every row not done yet; return both stages' reports."""
@@ -68,7 +59,7 @@ def run_render(catalog: Catalog, entry: DatasetEntry, opts: RunOptions,
     grp = store.find_group(root, "render", fp) or _render_group(root, fp, clean_grp, cfg, len(refs))
     url = store.dataset_url(catalog.cache, entry.name)
     todo = ~store.done_mask(grp)
-    clean_done, clean_errors = upstream_failures(grp, clean_grp, "clean", todo)
+    clean_done, clean_errors = store.upstream_failures(grp, clean_grp, "clean", todo)
     jobs = [{"rows": [r], "url": url, "fp": fp, "clean_fp": clean_fp, "config": as_json_dict(cfg),
              "source": refs[r].source, "rgb": schema.render_has_rgb(grp)}
             for r in np.flatnonzero(todo & clean_done).tolist()]

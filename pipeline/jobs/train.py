@@ -45,12 +45,12 @@ def select_rows(catalog: Catalog, entry: DatasetEntry, classes: list[str], split
     render, clean = store.upstream_of(root, enc)
     meta = store.read_meta(clean)
     done = store.done_mask(enc)
-    unknown = sorted(set(classes) - set(meta["class"]))
+    unknown = sorted(set(classes) - set(meta.classes))
     if unknown:
         raise OptionError("train_classes", unknown, f"not in dataset {entry.name!r} "
-                                                    f"(it has {sorted(set(meta['class']))})")
-    rows = [r for r in range(len(done)) if done[r] and meta["class"][r] in classes
-            and (split is None or meta["split"][r] == split) and meta["label"][r] >= 0]
+                                                    f"(it has {sorted(set(meta.classes))})")
+    rows = [r for r in range(len(done)) if done[r] and meta.classes[r] in classes
+            and (split is None or meta.splits[r] == split) and meta.labels[r] >= 0]
     if not rows:
         raise PointadError(f"no encoded rows with a known label for classes {classes}, split {split!r}")
     return TrainData(enc, render, clean, rows)
@@ -76,7 +76,7 @@ def check_model(enc: Any, model: str | None, weights: str | None) -> tuple[Any, 
 
 def class_names(clean: Any) -> list[str]:
     """The sorted class names of a clean group (the `coop` prompt classes)."""
-    return sorted(set(store.read_meta(clean)["class"]))
+    return sorted(set(store.read_meta(clean).classes))
 
 
 def sidecar_info(data: TrainData, cfg: TrainConfig, samples: CachedSamples, layers: Iterable[int], spec: Any,
