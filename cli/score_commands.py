@@ -95,28 +95,30 @@ def predict(
         from tqdm import tqdm
 
         from pointad_pipe.pipeline.cache.runner import progress
-        from pointad_pipe.pipeline.jobs.predict import Predictor, write_prediction
-        from pointad_pipe.pipeline.stages.encode import resolve_device
+        from pointad_pipe.pipeline.jobs.predict import predict_files
 
         if rgb and len(rgb) != len(files):
             raise fail(f"--rgb was given {len(rgb)} times for {len(files)} files; give one per file, in order")
-        predictor = Predictor(checkpoint, weights, resolve_device(device), "fused" if rgb else "point")
-        out.mkdir(parents=True, exist_ok=True)
-        failures = []
-        bar = progress(len(files), "predict", "file", enabled=len(files) > 1)
-        for i, path in enumerate(files):
-            try:
-                pred = predictor.predict(path, rgb[i] if rgb else None)
-                rec = write_prediction(pred, out, {"checkpoint": str(checkpoint), "model": predictor.ckpt.side["model"],
-                                                   "modality": predictor.modality})
-                # tqdm.write keeps messages off the progress bar's line
-                tqdm.write(f"{path}: global score {rec['global_score']:.4f} -> {out / rec['ply']}", file=sys.stdout)
-            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
-                failures.append(path)
-                msg = f"error: {_file_error(path, exc)}"
-                tqdm.write(typer.style(msg, fg=typer.colors.RED) if sys.stderr.isatty() else msg, file=sys.stderr)
-            bar.update(1)
-        bar.close()
+        bars: list = []  # started by the first file's outcome: the model loads (or fails) before any bar
+
+        def tick() -> None:
+            if not bars:
+                bars.append(progress(len(files), "predict", "file", enabled=len(files) > 1))
+            bars[0].update(1)
+
+        def scored(path: Path, rec: dict) -> None:
+            # tqdm.write keeps messages off the progress bar's line
+            tqdm.write(f"{path}: global score {rec['global_score']:.4f} -> {out / rec['ply']}", file=sys.stdout)
+            tick()
+
+        def failed(path: Path, exc: Exception) -> None:
+            msg = f"error: {_file_error(path, exc)}"
+            tqdm.write(typer.style(msg, fg=typer.colors.RED) if sys.stderr.isatty() else msg, file=sys.stderr)
+            tick()
+
+        failures = predict_files(files, checkpoint, out, rgb, weights, device, scored, failed)
+        for bar in bars:
+            bar.close()
         if failures:
             typer.echo(f"{len(failures)} of {len(files)} files failed: " + ", ".join(str(p) for p in failures),
                        err=True)

@@ -141,22 +141,12 @@ def gc(
 
     def body() -> int:
         from pointad_pipe.pipeline.cache.status import human_size
-        from pointad_pipe.pipeline.cache.store import dataset_exists
-        from pointad_pipe.pipeline.jobs.gc import remove, stale_groups
+        from pointad_pipe.pipeline.jobs.gc import collect
 
-        cat = load(catalog, cache)
-        total, count = 0, 0
-        for name in [dataset] if dataset else list(cat.datasets):
-            entry = cat.dataset(name)
-            if not dataset_exists(cat.cache, name):
-                continue
-            stale = stale_groups(cat, entry, strict)
-            for item in stale:
-                typer.echo(f"{name}: {item.stage}/{item.fingerprint}  {human_size(item.size)}  ({item.reason})")
-                total += item.size or 0
-                count += 1
-            if stale and not dry_run:
-                remove(cat, entry, stale)
+        found = collect(load(catalog, cache), dataset, strict, dry_run)
+        for name, item in found:
+            typer.echo(f"{name}: {item.stage}/{item.fingerprint}  {human_size(item.size)}  ({item.reason})")
+        total, count = sum(item.size or 0 for _, item in found), len(found)
         verb = "would remove" if dry_run else "removed"
         typer.echo(f"{verb} {count} group(s), {human_size(total)}" + (" (dry run)" if dry_run else ""))
         return 0

@@ -59,19 +59,12 @@ def train(
     """Learn the text prompts from cached features only (no image is encoded again)."""
 
     def body() -> int:
-        from pointad_pipe.pipeline.jobs.train import check_model, select_rows
-        from pointad_pipe.pipeline.jobs.train import train as run_train
-        from pointad_pipe.pipeline.stages.encode import resolve_device
+        from pointad_pipe.pipeline.jobs.train import run_train
 
         cat = load(catalog, cache)
-        entry = cat.dataset(dataset)
         cfg = train_config(epochs, batch_size, lr, seed, prompts, loss, int_list(layers, "--layers") or ())
-        data = select_rows(cat, entry, list(train_class), split, encode_fp)
-        spec, resolved = check_model(data.encode, model, weights)
-        typer.echo(f"training on {len(data.rows)} samples of {list(train_class)} ({split}), "
-                   f"encode/{data.encode.attrs['fingerprint']}, model {spec.name}", err=True)
-        path = run_train(data, cfg, out, spec, resolved, device=resolve_device(device), resume=resume,
-                         extra={"dataset": dataset, "split": split})
+        path = run_train(cat, cat.dataset(dataset), list(train_class), split, cfg, out, model=model, weights=weights,
+                         encode_fp=encode_fp, device=device, resume=resume, log=lambda m: typer.echo(m, err=True))
         typer.echo(f"prompts: {path}")
         return 0
 
@@ -106,13 +99,12 @@ def benchmark(
     def body() -> int:
         from pointad_pipe.pipeline.jobs.benchmark import benchmark as run_benchmark
         from pointad_pipe.pipeline.jobs.evaluate import EvalOptions
-        from pointad_pipe.pipeline.stages.encode import resolve_device
 
         cat = load(catalog, cache)
         cfg = train_config(epochs, batch_size, lr, seed, "agnostic", loss, ())
         opts = EvalOptions(weights=weights, modality="fused" if rgb else "point", write_ply=ply)
-        run_benchmark(cat, cat.dataset(dataset), name_list(train_classes), out, cfg, opts, resolve_device(device),
-                      split, log=lambda m: typer.echo(m, err=True))
+        run_benchmark(cat, cat.dataset(dataset), name_list(train_classes), out, cfg, opts, device, split,
+                      log=lambda m: typer.echo(m, err=True))
         typer.echo((out / "benchmark.md").read_text())
         return 0
 

@@ -64,7 +64,10 @@ def benchmark(catalog: Catalog, entry: DatasetEntry, train_classes: list[str], o
     Returns the table, plus `reused` {class: True when both its checkpoint and evaluation were reused}
     (not written to benchmark.json, which stays the same on a rerun).
     """
+    from ..stages.encode import resolve_device
+
     log = log or (lambda message: None)
+    device = resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark.json").unlink(missing_ok=True)
     runs: dict[str, dict[str, Any]] = {}

@@ -61,3 +61,18 @@ def remove(catalog: Catalog, entry: DatasetEntry, stale: list[Stale]) -> None:
     root = store.open_dataset(catalog.cache, entry.name)
     for item in sorted(stale, key=lambda s: -store.STAGES.index(s.stage)):
         store.delete_group(root, f"{item.stage}/{item.fingerprint}")
+
+
+def collect(catalog: Catalog, dataset: str | None = None, strict: bool = False,
+            dry_run: bool = False) -> list[tuple[str, Stale]]:
+    """The gc command: every stale group of one dataset (or all of the catalog's), removed unless `dry_run`."""
+    found = []
+    for name in [dataset] if dataset else list(catalog.datasets):
+        entry = catalog.dataset(name)
+        if not store.dataset_exists(catalog.cache, name):
+            continue
+        stale = stale_groups(catalog, entry, strict)
+        found += [(name, item) for item in stale]
+        if stale and not dry_run:
+            remove(catalog, entry, stale)
+    return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,30 @@ def write_prediction(pred: Prediction, out: Path, info: dict[str, Any]) -> dict[
               "max_point_score": float(pred.score.max()), "ply": f"{name}.ply", "views": f"{name}_views.png", **info}
     write_text(out / f"{name}.json", json.dumps(record, indent=1))
     return record
+
+
+def predict_files(files: list[Path], checkpoint: Path, out: Path, rgb: list[Path] | None = None,
+                  weights: str | None = None, device: str = "auto",
+                  on_scored: Callable[[Path, dict[str, Any]], None] | None = None,
+                  on_failed: Callable[[Path, Exception], None] | None = None) -> list[Path]:
+    """The predict command: load the model once, score and write each file; return the files that failed.
+
+    A file that cannot be read or scored fails alone (`on_failed`); the others are still scored.
+    """
+    from ..stages.encode import resolve_device
+
+    predictor = Predictor(checkpoint, weights, resolve_device(device), "fused" if rgb else "point")
+    out.mkdir(parents=True, exist_ok=True)
+    info = {"checkpoint": str(checkpoint), "model": predictor.ckpt.side["model"], "modality": predictor.modality}
+    failures = []
+    for i, path in enumerate(files):
+        try:
+            record = write_prediction(predictor.predict(path, rgb[i] if rgb else None), out, info)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+            failures.append(path)
+            if on_failed is not None:
+                on_failed(path, exc)
+            continue
+        if on_scored is not None:
+            on_scored(path, record)
+    return failures

@@ -6,7 +6,7 @@ The same seed on CPU gives the same bytes: the data order of epoch e is a permut
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,21 @@ def check_model(enc: Any, model: str | None, weights: str | None) -> tuple[Any, 
                             f"found ({resolved.pretrained}) have sha256 {resolved.sha256}", held, held_sha, held,
                             resolved.sha256)
     return spec, resolved
+
+
+def run_train(catalog: Catalog, entry: DatasetEntry, classes: list[str], split: str | None, cfg: TrainConfig,
+              out: Path, *, model: str | None = None, weights: str | None = None, encode_fp: str | None = None,
+              device: str = "auto", resume: bool = False, log: Callable[[str], None] | None = None) -> Path:
+    """The train command: pick the rows, check the cache's model, train; return the final checkpoint."""
+    from ..stages.encode import resolve_device
+
+    data = select_rows(catalog, entry, classes, split, encode_fp)
+    spec, resolved = check_model(data.encode, model, weights)
+    if log is not None:
+        log(f"training on {len(data.rows)} samples of {classes} ({split}), "
+            f"encode/{data.encode.attrs['fingerprint']}, model {spec.name}")
+    return train(data, cfg, out, spec, resolved, device=resolve_device(device), resume=resume,
+                 extra={"dataset": entry.name, "split": split})
 
 
 def class_names(clean: Any) -> list[str]:
