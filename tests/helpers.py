@@ -1,0 +1,160 @@
+"""Helpers shared by the tests (fixtures live in conftest.py): paths, catalogs, the CLI, the contract checker,
+reading cache groups, killing a run mid-stage, and independent metric references.
+
+Heavy or product-facing modules (the CLI app, zarr) are imported inside the functions that need them, so a
+unit test importing a path or a reference from here never loads the command line.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parents[1]
+# The outside contract checker: the team's shared copy when the checkout sits beside it, otherwise
+# the snapshot in tests/contract/ (a verbatim copy, so that a lone clone, as in CI, still checks).
+SHARED_CHECKER = ROOT.parent / "shared" / "tools" / "check_cache.py"
+CHECKER = SHARED_CHECKER if SHARED_CHECKER.is_file() else ROOT / "tests" / "contract" / "check_cache.py"
+
+SYNTH = {"clean": {"units": "absolute"}}  # the synthetic scanner's metre-valued scene (see data_catalog.yaml)
+
+
+def write_catalog(folder: Path, datasets: dict, cache: str = "cache") -> Path:
+    """Write a catalog file into `folder` and return its path."""
+    path = folder / "catalog.yaml"
+    path.write_text(yaml.safe_dump({"cache": str(folder / cache), "datasets": datasets}))
+    return path
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    """`pointad-pipe ARGS` in this process (typer's CliRunner): exit code and output."""
+    from typer.testing import CliRunner
+
+    from pointad_pipe.cli.main import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def check_cache(cache: Path, dataset: str) -> str:
+    """Run the outside contract checker on one dataset of a cache; it must pass. Returns its summary."""
+    proc = subprocess.run([sys.executable, str(CHECKER), str(cache), dataset], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def groups(cache: Path, dataset: str, stage: str) -> list[Any]:
+    """A stage's zarr groups of one dataset, oldest first."""
+    import zarr
+
+    root = zarr.open_group(str(cache / f"{dataset}.zarr"), mode="r")
+    return sorted((g for _, g in root[stage].groups()), key=lambda g: g.attrs["created_utc"])
+
+
+def kill_when_done(cmd: list[str], url: Path, stage: str, rows: int, timeout: float = 120) -> None:
+    """Start `cmd`, SIGKILL it as soon as `rows` rows of `stage` are done in the cache at `url`."""
+    import signal
+    import time
+
+    import zarr
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, killed = time.time() + timeout, False
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            done = sum(int(g["done"][:].sum()) for _, g in zarr.open_group(str(url), mode="r")[stage].groups())
+        except Exception:  # the group is not there yet
+            done = 0
+        if done >= rows:
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert killed, "the run ended before it could be killed"
+
+
+# ---------------------------------------------------------------- independent brute-force AUPRO references
+
+
+def regions_by_loop(gt: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(image index, boolean region mask) for every 8-connected region of every image."""
+    out = []
+    for i in range(gt.shape[0]):
+        lab, k = ndimage.label(gt[i], structure=np.ones((3, 3), dtype=int))
+        for r in range(1, k + 1):
+            out.append((i, lab == r))
+    return out
+
+
+def pro_fpr(pred: np.ndarray, gt: np.ndarray, regions: list[tuple[int, np.ndarray]]) -> tuple[float, float]:
+    """(FPR, mean per-region overlap) of one binary prediction."""
+    normal = ~gt
+    fpr = float((pred & normal).sum() / normal.sum())
+    overlaps = []
+    for i, region in regions:
+        overlaps.append((pred[i] & region).sum() / region.sum())
+    return fpr, float(np.mean(overlaps))
+
+
+def brute_aupro_official(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3) -> float:
+    """The official AUPRO, one threshold per distinct score, counted pixel by pixel."""
+    gt = gt.astype(bool)
+    regions = regions_by_loop(gt)
+    points = [(0.0, 0.0)]
+    for t in sorted(set(scores.ravel().tolist()), reverse=True):
+        points.append(pro_fpr(scores >= t, gt, regions))
+    area = 0.0
+    for (x0, y0), (x1, y1) in zip(points[:-1], points[1:], strict=True):
+        if x0 >= limit:
+            break
+        if x1 > limit:  # interpolate linearly at exactly the limit
+            y1 = y0 + (y1 - y0) * (limit - x0) / (x1 - x0)
+            x1 = limit
+        area += (x1 - x0) * (y0 + y1) / 2.0
+    return area / limit
+
+
+def sorted_aupro_official(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3) -> float:
+    """The same curve as `brute_aupro_official`, counted with searchsorted per threshold (fast enough for 336² maps)."""
+    gt = gt.astype(bool)
+    regions = [np.sort(scores[i][region]) for i, region in regions_by_loop(gt)]
+    normal = np.sort(scores[~gt])
+    thresholds = np.unique(scores)[::-1]
+    fpr = (normal.size - np.searchsorted(normal, thresholds, side="left")) / normal.size
+    pro = np.mean([(r.size - np.searchsorted(r, thresholds, side="left")) / r.size for r in regions], axis=0)
+    x, y = np.concatenate(([0.0], fpr)), np.concatenate(([0.0], pro))
+    past = int(np.argmax(x > limit)) if (x > limit).any() else x.size
+    xs, ys = list(x[:past]), list(y[:past])
+    if past < x.size:
+        xs.append(limit)
+        ys.append(y[past - 1] + (y[past] - y[past - 1]) * (limit - x[past - 1]) / (x[past] - x[past - 1]))
+    xs_a, ys_a = np.array(xs), np.array(ys)
+    return float(np.sum(np.diff(xs_a) * (ys_a[1:] + ys_a[:-1]) / 2.0) / limit)
+
+
+def brute_aupro_pointad(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3, steps: int = 200) -> float:
+    """PointAD's (cflow-style) AUPRO: `steps` even thresholds, FPRs below the limit rescaled to [0, 1]."""
+    gt = gt.astype(bool)
+    regions = regions_by_loop(gt)
+    lo, hi = float(scores.min()), float(scores.max())
+    kept = []
+    for k in range(steps):
+        t = lo + (hi - lo) * k / (steps - 1)
+        fpr, pro = pro_fpr(scores > t, gt, regions)
+        if fpr < limit:
+            kept.append((fpr, pro))
+    kept.sort()
+    f_lo, f_hi = kept[0][0], kept[-1][0]
+    xs = [(f - f_lo) / (f_hi - f_lo) for f, _ in kept]
+    ys = [p for _, p in kept]
+    area = 0.0
+    for i in range(1, len(xs)):
+        area += (xs[i] - xs[i - 1]) * (ys[i] + ys[i - 1]) / 2.0
+    return area
