@@ -9,9 +9,9 @@ import yaml
 
 from pointad_pipe.pipeline.catalog import load_catalog
 from pointad_pipe.pipeline.errors import CatalogError
-from pointad_pipe.pipeline.stages import clean_config, render_config
+from pointad_pipe.pipeline.jobs.identity import clean_config, render_config
 
-ROOT = Path(__file__).resolve().parents[1]
+from ..helpers import ROOT
 
 
 def write(tmp_path: Path, data: object) -> Path:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pointad_pipe.pipeline.clean import CleanConfig, clean_sample, farthest_points, voxel_thin
 from pointad_pipe.pipeline.errors import SampleError
 from pointad_pipe.pipeline.loaders.base import Sample, SampleRef
+from pointad_pipe.pipeline.stages.clean import CleanConfig, clean_sample, farthest_points, voxel_thin
 
 REF = SampleRef(id="t/test/good/000", cls="t", split="test", defect="good", label=0, source="mem://t")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import ROOT, SHARED_CHECKER
+from ..helpers import ROOT, SHARED_CHECKER
 
 
 def test_snapshot_matches_shared_checker() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +12,11 @@ import torch
 
 from pointad_pipe.model.encoder import PatchEncoder, preprocess
 from pointad_pipe.model.registry import default_dpam_blocks, default_layers, get_spec, register_project_configs
-from pointad_pipe.pipeline.weights import load_model, resolve_weights
+from pointad_pipe.pipeline.stages.weights import load_model, resolve_weights
 
-GOLDEN = Path(__file__).parent / "goldens" / "tiny_features.json"
+from ..helpers import ROOT
+
+GOLDEN = ROOT / "tests" / "goldens" / "tiny_features.json"
 
 
 @pytest.fixture(scope="module")

@@ -49,8 +49,8 @@ def test_score_cloud_composes_backprojection_smoothing_and_global() -> None:
     import torch
 
     from pointad_pipe.model.backproject import backproject
-    from pointad_pipe.model.scoring import patch_maps, similarity_logits
-    from pointad_pipe.pipeline.infer import score_cloud
+    from pointad_pipe.model.inference import score_cloud
+    from pointad_pipe.model.similarity import patch_maps, similarity_logits
 
     rng = np.random.default_rng(2)
     k, grid, size, n, d = 3, (4, 4), 16, 50, 8
@@ -72,8 +72,8 @@ def test_rgb_fusion_changes_only_the_map_and_global_that_method_names() -> None:
     import torch.nn.functional as F  # noqa: N812
 
     from pointad_pipe.model.backproject import backproject
-    from pointad_pipe.model.scoring import patch_maps, similarity_logits
-    from pointad_pipe.pipeline.infer import score_cloud
+    from pointad_pipe.model.inference import score_cloud
+    from pointad_pipe.model.similarity import patch_maps, similarity_logits
 
     rng = np.random.default_rng(3)
     k, grid, size, n, d = 3, (4, 4), 16, 60, 8
@@ -117,7 +117,7 @@ def test_rgb_modalities_refuse_unorganized_clouds() -> None:
     import pytest
     import torch
 
-    from pointad_pipe.pipeline.infer import score_cloud
+    from pointad_pipe.model.inference import score_cloud
 
     text = torch.nn.functional.normalize(torch.randn(2, 4), dim=-1)
     with pytest.raises(ValueError, match="organized"):

@@ -1,4 +1,4 @@
-"""Metrics (METHOD.md §9) against hand values, sklearn called directly, and brute-force loops written here."""
+"""Metrics (METHOD.md §9) against hand values, sklearn called directly, and brute-force loops (tests/helpers.py)."""
 
 from __future__ import annotations
 
@@ -20,81 +20,8 @@ from pointad_pipe.model.metrics import (
     real3d_point_metrics,
 )
 
-# ---------------------------------------------------------------- independent brute-force references
-
-
-def _regions_by_loop(gt: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(image index, boolean region mask) for every 8-connected region of every image."""
-    out = []
-    for i in range(gt.shape[0]):
-        lab, k = ndimage.label(gt[i], structure=np.ones((3, 3), dtype=int))
-        for r in range(1, k + 1):
-            out.append((i, lab == r))
-    return out
-
-
-def _pro_fpr(pred: np.ndarray, gt: np.ndarray, regions: list[tuple[int, np.ndarray]]) -> tuple[float, float]:
-    normal = ~gt
-    fpr = float((pred & normal).sum() / normal.sum())
-    overlaps = []
-    for i, region in regions:
-        overlaps.append((pred[i] & region).sum() / region.sum())
-    return fpr, float(np.mean(overlaps))
-
-
-def brute_aupro_official(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3) -> float:
-    gt = gt.astype(bool)
-    regions = _regions_by_loop(gt)
-    points = [(0.0, 0.0)]
-    for t in sorted(set(scores.ravel().tolist()), reverse=True):
-        points.append(_pro_fpr(scores >= t, gt, regions))
-    area = 0.0
-    for (x0, y0), (x1, y1) in zip(points[:-1], points[1:], strict=True):
-        if x0 >= limit:
-            break
-        if x1 > limit:  # interpolate linearly at exactly the limit
-            y1 = y0 + (y1 - y0) * (limit - x0) / (x1 - x0)
-            x1 = limit
-        area += (x1 - x0) * (y0 + y1) / 2.0
-    return area / limit
-
-
-def sorted_aupro_official(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3) -> float:
-    """The same curve as `brute_aupro_official`, counted with searchsorted per threshold (fast enough for 336² maps)."""
-    gt = gt.astype(bool)
-    regions = [np.sort(scores[i][region]) for i, region in _regions_by_loop(gt)]
-    normal = np.sort(scores[~gt])
-    thresholds = np.unique(scores)[::-1]
-    fpr = (normal.size - np.searchsorted(normal, thresholds, side="left")) / normal.size
-    pro = np.mean([(r.size - np.searchsorted(r, thresholds, side="left")) / r.size for r in regions], axis=0)
-    x, y = np.concatenate(([0.0], fpr)), np.concatenate(([0.0], pro))
-    past = int(np.argmax(x > limit)) if (x > limit).any() else x.size
-    xs, ys = list(x[:past]), list(y[:past])
-    if past < x.size:
-        xs.append(limit)
-        ys.append(y[past - 1] + (y[past] - y[past - 1]) * (limit - x[past - 1]) / (x[past] - x[past - 1]))
-    xs_a, ys_a = np.array(xs), np.array(ys)
-    return float(np.sum(np.diff(xs_a) * (ys_a[1:] + ys_a[:-1]) / 2.0) / limit)
-
-
-def brute_aupro_pointad(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3, steps: int = 200) -> float:
-    gt = gt.astype(bool)
-    regions = _regions_by_loop(gt)
-    lo, hi = float(scores.min()), float(scores.max())
-    kept = []
-    for k in range(steps):
-        t = lo + (hi - lo) * k / (steps - 1)
-        fpr, pro = _pro_fpr(scores > t, gt, regions)
-        if fpr < limit:
-            kept.append((fpr, pro))
-    kept.sort()
-    f_lo, f_hi = kept[0][0], kept[-1][0]
-    xs = [(f - f_lo) / (f_hi - f_lo) for f, _ in kept]
-    ys = [p for _, p in kept]
-    area = 0.0
-    for i in range(1, len(xs)):
-        area += (xs[i] - xs[i - 1]) * (ys[i] + ys[i - 1]) / 2.0
-    return area
+# the brute-force references live in tests/helpers.py (the e2e train test checks evaluate's AUPRO with them too)
+from ..helpers import brute_aupro_official, brute_aupro_pointad, sorted_aupro_official
 
 
 def _random_case(seed: int, n: int = 2, h: int = 7, w: int = 7, decimals: int = 1) -> tuple[np.ndarray, np.ndarray]:

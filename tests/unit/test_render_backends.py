@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pointad_pipe.pipeline.render import RenderConfig, render_sample
 from pointad_pipe.pipeline.renderers import get_backend
 from pointad_pipe.pipeline.renderers.base import Camera, Projection, project
 from pointad_pipe.pipeline.renderers.idpass import MAX_POINTS, Quads, decode_ids, disk_table, id_colours, occluded
 from pointad_pipe.pipeline.renderers.open3d_backend import Open3DBackend
 from pointad_pipe.pipeline.renderers.splat import SplatBackend, disk_offsets, splat_owners
+from pointad_pipe.pipeline.stages.render import RenderConfig, render_sample
 
 GL_BACKENDS = ["open3d", "pyrender"]
 W, H = 40, 30
@@ -218,8 +218,8 @@ def rendered(backend, cloud: str) -> tuple:  # noqa: ANN001
     if key not in _RENDERS:
         xyz = CLOUDS[cloud]().astype(np.float32)
         points = {"xyz": xyz, "label": ((xyz[:, 0] > 0.4) & (xyz[:, 1] > 0.1)).astype(np.uint8)}
-        ref = render_sample(points, RenderConfig(), backend=SplatBackend())
-        out = render_sample(points, RenderConfig(), backend=backend)
+        ref = render_sample(points["xyz"], points["label"], RenderConfig(), backend=SplatBackend())
+        out = render_sample(points["xyz"], points["label"], RenderConfig(), backend=backend)
         _RENDERS[key] = (points, ref, out, dict(backend.last_stats))
     return _RENDERS[key]
 

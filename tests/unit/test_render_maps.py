@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pointad_pipe.pipeline.render import RenderConfig, cameras, paper_visibility, render_sample, visibility
 from pointad_pipe.pipeline.renderers.base import Camera, project
 from pointad_pipe.pipeline.renderers.splat import splat_owners
+from pointad_pipe.pipeline.stages.render import RenderConfig, cameras, paper_visibility, render_sample, visibility
 
 # The 5x5 scene: pixel (x, y), depth, splat radius. P = [I | 0], so a point (x*z, y*z, z) has
 # centre pixel (x, y) and depth z.
@@ -91,7 +91,7 @@ def test_dense_flat_surface_is_visible_and_points_behind_are_not() -> None:
     behind[:, 2] += 0.01  # 1 cm behind (the camera of view 0 looks along +z)
     pts = np.r_[front, behind]
     cfg = RenderConfig(views=(("x", 0.0),), pre_rotation=(("x", 180.0),))
-    out = render_sample({"xyz": pts, "label": np.zeros(len(pts), np.uint8)}, cfg)
+    out = render_sample(pts, np.zeros(len(pts), np.uint8), cfg)
     cam = out.camera[0].astype(np.float64)
     centre = project(pts, cam, 336, 336).centre
     in_view = centre[: len(front)] >= 0
@@ -100,7 +100,7 @@ def test_dense_flat_surface_is_visible_and_points_behind_are_not() -> None:
     assert seen[in_view].mean() >= 0.95
     assert (out.pt2pix[len(front):, 0] == -1).all()
     # the paper's rule hides most of the dense surface: one point per pixel survives
-    paper = render_sample({"xyz": pts, "label": np.zeros(len(pts), np.uint8)},
+    paper = render_sample(pts, np.zeros(len(pts), np.uint8),
                           RenderConfig(views=cfg.views, pre_rotation=cfg.pre_rotation, visibility="paper"))
     assert (paper.pt2pix[: len(front), 0] >= 0).mean() < 0.5 * seen.mean()
 
@@ -118,7 +118,7 @@ def wavy_cloud(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def test_maps_are_consistent(mode: str) -> None:
     pts, labels = wavy_cloud()
     cfg = RenderConfig(visibility=mode)
-    out = render_sample({"xyz": pts, "label": labels}, cfg)
+    out = render_sample(pts, labels, cfg)
     v_count = len(cfg.views)
     assert out.image.shape == (v_count, 336, 336, 3) and out.image.dtype == np.uint8
     assert out.pix2pt.dtype == np.int32 and out.pt2pix.shape == (len(pts), v_count)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pointad_pipe.pipeline.report import MontageSample, class_montage, markdown_report, roc_label, roc_png
+from pointad_pipe.pipeline.outputs.report import MontageSample, class_montage, markdown_report, roc_label, roc_png
 
 DASH = "\u2013"
 

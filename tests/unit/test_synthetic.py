@@ -11,8 +11,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from pointad_pipe.pipeline.loaders import synthetic as syn
-from pointad_pipe.pipeline.loaders import synthetic_shapes as shapes
+from pointad_pipe.pipeline.synthetic import generator as syn
+from pointad_pipe.pipeline.synthetic import shapes
 
 SIZE = (64, 80)
 SEED = 3

@@ -1,9 +1,8 @@
-"""Prompt training from the cache: only prompts learn, determinism, resume, the model check, learning."""
+"""Prompt training from the cache (the library): only prompts learn, determinism, resume, the model check, learning."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +10,12 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from pointad_pipe.model.inference import raw_point_map
+from pointad_pipe.pipeline.cache.schema import CachedSamples
 from pointad_pipe.pipeline.catalog import load_catalog
-from pointad_pipe.pipeline.errors import PointadError
-from pointad_pipe.pipeline.evaluate import safe_name
-from pointad_pipe.pipeline.infer import point_scores
-from pointad_pipe.pipeline.train import CachedSamples, TrainConfig, collate, step_terms
-from pointad_pipe.pipeline.train_run import TrainData, build_learner, check_model, select_rows, train
-
-from .test_pipeline import run_cli
+from pointad_pipe.pipeline.errors import OptionError, PointadError
+from pointad_pipe.pipeline.jobs.train import TrainData, check_model, class_names, select_rows, train
+from pointad_pipe.pipeline.stages.train import TrainConfig, collate, prompt_learner, step_terms
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -28,6 +25,11 @@ def data_for(cat: Path, cls: str) -> tuple[TrainData, object, object]:
     data = select_rows(catalog, catalog.dataset("s"), [cls], "test")
     spec, weights = check_model(data.encode, None, None)
     return data, spec, weights
+
+
+def build_learner(data: TrainData, cfg: TrainConfig, spec: object, weights: object, device: str) -> torch.nn.Module:
+    """The prompt learner `train` builds: the dataset's sorted class names for `coop` prompts, else none."""
+    return prompt_learner(class_names(data.clean) if cfg.prompts == "coop" else None, cfg, spec, weights, device)
 
 
 def test_only_prompts_learn_and_clip_stays_frozen(learn_cache: Path) -> None:
@@ -73,16 +75,15 @@ def test_same_seed_same_bytes_and_resume(learn_cache: Path, tmp_path: Path) -> N
     assert side["train"]["seed"] == 5 and len(side["git_commit"]) >= 7
 
 
-def test_refuses_another_model(learn_cache: Path, tmp_path: Path) -> None:
+def test_refuses_another_model(learn_cache: Path) -> None:
+    """The library's refusals; the CLI's (exit 2, worded for the flags) are in tests/e2e/test_train.py."""
     data, _, _ = data_for(learn_cache, "ball")
     with pytest.raises(PointadError, match="holds features of tiny"):
         check_model(data.encode, "ViT-B-16", None)
-    code, out = run_cli("train", "--catalog", str(learn_cache), "-d", "s", "--train-class", "ball",
-                        "--out", str(tmp_path / "r"), "--model", "ViT-L-14-336")
-    assert code == 2 and "holds features of tiny" in out
-    code, out = run_cli("train", "--catalog", str(learn_cache), "-d", "s", "--train-class", "teapot",
-                        "--out", str(tmp_path / "r"))
-    assert code == 2 and "teapot" in out
+    catalog = load_catalog(learn_cache)
+    with pytest.raises(OptionError, match="teapot") as exc:
+        select_rows(catalog, catalog.dataset("s"), ["teapot"], "test")
+    assert exc.value.option == "train_classes"
 
 
 def auroc(learner: torch.nn.Module, data: TrainData, rows: list[int]) -> float:
@@ -91,9 +92,9 @@ def auroc(learner: torch.nn.Module, data: TrainData, rows: list[int]) -> float:
     ys, scores = [], []
     for r in rows:
         item = samples.item(r)
-        scores.append(point_scores(item, text, samples.grid, samples.size,
-                                   xyz=np.asarray(data.clean[f"points/{r}/xyz"][:])))
-        ys.append(item["y"])
+        scores.append(raw_point_map(item.patch[:, 0], item.pt2pix, text, samples.grid, samples.size,
+                                    xyz=np.asarray(data.clean[f"points/{r}/xyz"][:])))
+        ys.append(item.y)
     return float(roc_auc_score(np.concatenate(ys), np.concatenate(scores)))
 
 
@@ -142,52 +143,3 @@ def test_coop_prompts_score_each_cloud_with_its_class(learn_cache: Path) -> None
     plain = step_terms(text[0], batch, TrainConfig(), samples.grid, samples.size)
     for k in plain:
         torch.testing.assert_close(coop[k], plain[k])
-
-
-def test_train_then_evaluate_end_to_end(learn_cache: Path, tmp_path: Path) -> None:
-    """train on one class, evaluate the other; recompute the metrics from scores.zarr with sklearn."""
-    import json
-
-    import zarr
-    from sklearn.metrics import average_precision_score
-
-    from .test_metrics import brute_aupro_pointad, sorted_aupro_official
-
-    code, out = run_cli("train", "--catalog", str(learn_cache), "-d", "s", "--train-class", "ball",
-                        "--out", str(tmp_path / "run"), "--epochs", "2")
-    assert code == 0, out
-    code, out = run_cli("evaluate", "--catalog", str(learn_cache), "-d", "s", "--checkpoint",
-                        str(tmp_path / "run" / "prompts.pt"), "--out", str(tmp_path / "ev"))
-    assert code == 0 and "box" in out and "ball:" not in out, out
-    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert set(metrics["per_class"]) == {"box"} and metrics["train_classes"] == ["ball"]
-    z = zarr.open_group(str(tmp_path / "ev" / "scores.zarr"), mode="r")
-    classes = [str(c) for c in z["meta/class"][:].tolist()]
-    rows = [r for r, c in enumerate(classes) if c == "box"]
-    labels = np.asarray(z["meta/label"][:])[rows]
-    glob = np.asarray(z["global_score"][:])[rows]
-    box = metrics["per_class"]["box"]
-    assert abs(box["i_auroc"] - roc_auc_score(labels, glob)) < 1e-9
-    assert abs(box["ap"] - average_precision_score(labels, glob)) < 1e-9
-    pts = np.concatenate([z[f"points/{r}/score"][:] for r in rows])
-    lab = np.concatenate([z[f"points/{r}/label"][:] for r in rows])
-    assert abs(box["p_auroc"] - roc_auc_score(lab, pts)) < 1e-6
-    maps, gts = np.asarray(z["grid_score"][:])[rows], np.asarray(z["grid_gt"][:])[rows]
-    assert int(gts.sum()) == int(lab.sum())  # the grid holds exactly the points' labels
-    assert abs(box["aupro_official"] - sorted_aupro_official(maps, gts)) < 1e-9
-    assert abs(box["aupro_pointad"] - brute_aupro_pointad(maps, gts)) < 1e-9
-    assert 0 <= box["aupro_official"] <= 1 and (tmp_path / "ev" / "metrics.csv").read_text().startswith("class,")
-    # the run folder: report with figures that exist, and scored clouds readable by Open3D
-    report = (tmp_path / "ev" / "report.md").read_text()
-    assert "box" in report and "tiny" in report
-    for link in re.findall(r"\]\(([^)]+\.png)\)", report):
-        assert (tmp_path / "ev" / link).is_file(), link
-    assert re.search(r"box_montage\.png", report) and re.search(r"box_roc\.png", report)
-    import open3d as o3d
-
-    plys = sorted((tmp_path / "ev" / "clouds" / "box").glob("*.ply"))
-    assert len(plys) == len(rows)
-    first = min(rows)
-    name = safe_name(str(z["meta/id"][first]))
-    pc = o3d.t.io.read_point_cloud(str(tmp_path / "ev" / "clouds" / "box" / f"{name}.ply"))
-    np.testing.assert_allclose(pc.point.score.numpy()[:, 0], z[f"points/{first}/score"][:])
