@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import zarr
 
-from .conftest import write_catalog
-from .test_pipeline import SYNTH, groups, run_cli
+from ..helpers import SYNTH, groups, run_cli, write_catalog
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -40,7 +39,7 @@ def assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray], what: str) -
 
 @pytest.fixture(scope="module")
 def nine_samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pointad_pipe.pipeline.loaders.synthetic import make_synthetic
+    from pointad_pipe.pipeline.synthetic.generator import make_synthetic
 
     out = tmp_path_factory.mktemp("dist")
     make_synthetic(out, seed=4, classes=["box"], n_train=1, n_test_good=2, n_test_per_defect=1,
@@ -64,7 +63,7 @@ def test_two_worker_cluster_equals_one_process_and_loads_the_model_once_per_work
         assert "encode" in out and "0 failed" in out, out
 
         def loads() -> int:
-            from pointad_pipe.pipeline.encode import get_encoder
+            from pointad_pipe.pipeline.stages.encode import get_encoder
 
             return get_encoder.cache_info().misses
 

@@ -14,11 +14,10 @@ import pytest
 import torch
 
 from pointad_pipe.model.registry import get_spec
-from pointad_pipe.pipeline.encode import Encoder, EncoderKey
-from pointad_pipe.pipeline.weights import load_model, random_init_sha256, resolve_weights
+from pointad_pipe.pipeline.stages.encode import Encoder, EncoderKey
+from pointad_pipe.pipeline.stages.weights import load_model, random_init_sha256, resolve_weights
 
-from .conftest import kill_when_done, write_catalog
-from .test_pipeline import SYNTH, check_cache, groups, run_cli
+from ..helpers import SYNTH, check_cache, groups, kill_when_done, run_cli, write_catalog
 
 
 @pytest.fixture(scope="module")

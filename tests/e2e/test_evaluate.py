@@ -11,7 +11,7 @@ import yaml
 import zarr
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from .test_pipeline import run_cli
+from ..helpers import run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.fixture(scope="module")
 def two_datasets(learn_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`learn_cache`'s catalog plus `u`, a Real3D-layout (unorganized, no RGB) dataset in the same cache."""
-    from pointad_pipe.pipeline.loaders.synthetic import make_synthetic
+    from pointad_pipe.pipeline.synthetic.generator import make_synthetic
 
     base = tmp_path_factory.mktemp("cross")
     make_synthetic(base / "syn", seed=5, classes=["cone", "box"], n_train=1, n_test_good=2, n_test_per_defect=2,
@@ -37,7 +37,8 @@ def test_cross_dataset_scores_every_class_with_the_real3d_protocol(two_datasets:
                                                                     tmp_path: Path) -> None:
     code, out = run_cli("evaluate", "--catalog", str(two_datasets), "-d", "u", "--checkpoint", str(ball_checkpoint),
                         "--out", str(tmp_path / "ev"))
-    assert code == 2 and "--protocol cross-dataset" in out, out  # one-vs-rest is for the training dataset
+    # one-vs-rest is for the training dataset: the flag and its value named, the way out (cross-dataset) given
+    assert code == 2 and "--protocol one-vs-rest" in out and "not 'u'" in out and "with cross-dataset" in out, out
     code, out = run_cli("evaluate", "--catalog", str(two_datasets), "-d", "u", "--checkpoint", str(ball_checkpoint),
                         "--protocol", "cross-dataset", "--out", str(tmp_path / "ev"), "--montage", "1")
     assert code == 0, out
@@ -72,10 +73,10 @@ def test_evaluate_rgb_fusion_reads_the_cached_rgb_features(learn_cache: Path, ba
 
     from pointad_pipe.model.backproject import backproject, sample_at_pixels
     from pointad_pipe.model.inference import fuse_grid, fused_global
-    from pointad_pipe.model.scoring import patch_maps, similarity_logits
+    from pointad_pipe.model.similarity import patch_maps, similarity_logits
     from pointad_pipe.pipeline.catalog import load_catalog
-    from pointad_pipe.pipeline.evaluate import load_checkpoint
-    from pointad_pipe.pipeline.train_run import prompt_learner
+    from pointad_pipe.pipeline.jobs.checkpoint import load_checkpoint
+    from pointad_pipe.pipeline.stages.train import prompt_learner
 
     for name, flag in (("point", []), ("fused", ["--rgb"])):
         code, out = run_cli("evaluate", "--catalog", str(learn_cache), "-d", "s", "--checkpoint",
@@ -93,7 +94,7 @@ def test_evaluate_rgb_fusion_reads_the_cached_rgb_features(learn_cache: Path, ba
     render = root[f"render/{enc.attrs['upstream']}"]
     clean = root[f"clean/{render.attrs['upstream']}"]
     from pointad_pipe.model.registry import get_spec
-    from pointad_pipe.pipeline.weights import resolve_weights
+    from pointad_pipe.pipeline.stages.weights import resolve_weights
 
     spec = get_spec(ckpt.side["model"])
     learner = prompt_learner(None, ckpt.config, spec, resolve_weights(spec, None), "cpu")

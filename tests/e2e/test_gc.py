@@ -6,8 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .conftest import write_catalog
-from .test_pipeline import SYNTH, check_cache, groups, run_cli
+from ..helpers import SYNTH, check_cache, groups, run_cli, write_catalog
 
 
 def test_gc_removes_what_the_catalog_no_longer_leads_to(mvtec_ball: Path, tmp_path: Path) -> None:

@@ -9,30 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zarr
-from typer.testing import CliRunner
 
-from pointad_pipe.cli.main import app
-
-from .conftest import CHECKER, kill_when_done, write_catalog
-
-SYNTH = {"clean": {"units": "absolute"}}  # the synthetic scanner's metre-valued scene (see data_catalog.yaml)
-
-
-def run_cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.output
-
-
-def check_cache(cache: Path, dataset: str) -> str:
-    proc = subprocess.run([sys.executable, str(CHECKER), str(cache), dataset], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
-
-
-def groups(cache: Path, dataset: str, stage: str) -> list[zarr.Group]:
-    root = zarr.open_group(str(cache / f"{dataset}.zarr"), mode="r")
-    return sorted((g for _, g in root[stage].groups()), key=lambda g: g.attrs["created_utc"])
+from ..helpers import SYNTH, check_cache, groups, kill_when_done, run_cli, write_catalog
 
 
 @pytest.mark.parametrize("visibility", ["surface", "paper"])
@@ -96,7 +74,7 @@ def test_bad_files_fail_their_rows_only(mvtec_ball: Path, synthetic_root: Path, 
     pts = np.asarray(o3d.io.read_point_cloud(str(nan)).points)
     pts[::5] = np.nan
     pts[1::7] = np.inf
-    from pointad_pipe.pipeline.loaders.synthetic import write_pcd
+    from pointad_pipe.pipeline.synthetic.generator import write_pcd
 
     write_pcd(nan, pts)
     cat = write_catalog(tmp_path, {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH},

@@ -11,9 +11,9 @@ import trimesh
 import zarr
 
 from pointad_pipe.pipeline.catalog import load_catalog
-from pointad_pipe.pipeline.evaluate import safe_name
+from pointad_pipe.pipeline.outputs.names import safe_name
 
-from .test_pipeline import run_cli
+from ..helpers import run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -22,7 +22,7 @@ def test_predict_scores_ply_and_stl_and_reports_a_broken_file(ball_checkpoint: P
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import open3d as o3d
 
-    from pointad_pipe.pipeline import weights as weights_mod
+    from pointad_pipe.pipeline.stages import weights as weights_mod
 
     sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.05)
     sphere.export(tmp_path / "sphere.stl")

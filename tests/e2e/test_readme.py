@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from ..helpers import ROOT
 
 README = ROOT / "README.md"
 CI_MARK = "<!-- ci: runs -->"
