@@ -75,8 +75,7 @@ def test_evaluate_rgb_fusion_reads_the_cached_rgb_features(learn_cache: Path, ba
     from pointad_pipe.model.inference import fuse_grid, fused_global
     from pointad_pipe.model.similarity import patch_maps, similarity_logits
     from pointad_pipe.pipeline.catalog import load_catalog
-    from pointad_pipe.pipeline.jobs.checkpoint import load_checkpoint
-    from pointad_pipe.pipeline.stages.train import prompt_learner
+    from pointad_pipe.pipeline.stages.train import TrainConfig, prompt_learner
 
     for name, flag in (("point", []), ("fused", ["--rgb"])):
         code, out = run_cli("evaluate", "--catalog", str(learn_cache), "-d", "s", "--checkpoint",
@@ -87,21 +86,24 @@ def test_evaluate_rgb_fusion_reads_the_cached_rgb_features(learn_cache: Path, ba
     assert json.loads((tmp_path / "fused" / "metrics.json").read_text())["modality"] == "fused"
     row = int(np.flatnonzero(np.isfinite(np.asarray(zf["global_score"][:])))[0])
 
-    # independent: text features from the checkpoint, then the formulas on the raw cached arrays
-    ckpt = load_checkpoint(ball_checkpoint)
+    # independent: text features from the checkpoint's files (prompt tensors and JSON sidecar), then the
+    # formulas on the raw cached arrays
+    side = json.loads(ball_checkpoint.with_suffix(".json").read_text())
+    prompts = torch.load(ball_checkpoint, weights_only=True)
+    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in side["train"].items()})
     root = zarr.open_group(str(Path(load_catalog(learn_cache).cache) / "s.zarr"), mode="r")
-    enc = root[f"encode/{ckpt.side['encode_fingerprint']}"]
+    enc = root[f"encode/{side['encode_fingerprint']}"]
     render = root[f"render/{enc.attrs['upstream']}"]
     clean = root[f"clean/{render.attrs['upstream']}"]
     from pointad_pipe.model.registry import get_spec
     from pointad_pipe.pipeline.stages.weights import resolve_weights
 
-    spec = get_spec(ckpt.side["model"])
-    learner = prompt_learner(None, ckpt.config, spec, resolve_weights(spec, None), "cpu")
-    learner.load_state_dict(ckpt.prompts)
+    spec = get_spec(side["model"])
+    learner = prompt_learner(None, config, spec, resolve_weights(spec, None), "cpu")
+    learner.load_state_dict(prompts)
     with torch.no_grad():
         text = learner()
-    layer = list(enc.attrs["layers"]).index(ckpt.side["scored_layers"][0])
+    layer = list(enc.attrs["layers"]).index(side["scored_layers"][0])
     grid, size = tuple(enc.attrs["patch_grid"]), int(render.attrs["image_size"][0])
     shape = tuple(clean.attrs["grid_shape"])
     cells = np.asarray(clean[f"points/{row}/grid"][:])
