@@ -158,3 +158,58 @@ def brute_aupro_pointad(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3, 
     for i in range(1, len(xs)):
         area += (xs[i] - xs[i - 1]) * (ys[i] + ys[i - 1]) / 2.0
     return area
+
+
+# ---------------------------------------------------------------- small organized-scan files for the loader tests
+
+
+def write_xyz(path: Path, xyz: np.ndarray) -> Path:
+    """An MVTec-style xyz tiff."""
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, xyz, photometric="rgb")
+    return path
+
+
+def write_png(path: Path, arr: np.ndarray) -> Path:
+    """A png of `arr` (grey, RGB or 16-bit)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def grid_xyz(h: int, w: int, offset: float = 0.0) -> np.ndarray:
+    """xyz[r, c] = (c, r, offset + r*w + c): every cell's value is known from its position."""
+    r, c = np.indices((h, w), dtype=np.float32)
+    return np.stack([c, r, offset + r * w + c], axis=-1).astype(np.float32)
+
+
+def rgb_image(h: int, w: int, value: int = 0) -> np.ndarray:
+    """An RGB image whose red is the column, green the row, blue `value`."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = np.arange(w, dtype=np.uint8)[None, :]
+    img[..., 1] = np.arange(h, dtype=np.uint8)[:, None]
+    img[..., 2] = value
+    return img
+
+
+def cloud(n: int, seed: int) -> np.ndarray:
+    """n random points (6 decimals, so that ASCII files round-trip)."""
+    return np.round(np.random.default_rng(seed).normal(size=(n, 3)) * 10, 6)
+
+
+def write_pcd(path: Path, points: np.ndarray, ascii: bool = True, colors: np.ndarray | None = None) -> Path:
+    """A PCD file through Open3D (ASCII or binary), with optional uint8 colours."""
+    import open3d as o3d
+
+    pcd = o3d.geometry.PointCloud()
+    pcd.points = o3d.utility.Vector3dVector(points.astype(np.float64))
+    if colors is not None:
+        pcd.colors = o3d.utility.Vector3dVector(colors / 255.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert o3d.io.write_point_cloud(str(path), pcd, write_ascii=ascii)
+    return path
+
