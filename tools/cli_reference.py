@@ -3,7 +3,7 @@
     python tools/cli_reference.py          # rewrite docs/CLI.md
     python tools/cli_reference.py --check  # exit 1 when docs/CLI.md differs from `--help`
 
-`tests/test_readme.py` runs the check, so the reference cannot drift from the code.
+`tests/e2e/test_readme.py` runs the check, so the reference cannot drift from the code.
 """
 
 from __future__ import annotations
