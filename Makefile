@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export OMP_NUM_THREADS := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: test demo lint system clean-cache
+.PHONY: test demo lint bench-smoke system clean-cache
 
 # `import open3d` needs libusb (ENVIRONMENT.md); a fresh machine lacks it.
 system:
@@ -35,6 +35,14 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline model cli tests bench tools
+
+# Every bench script at a tiny size (`--smoke`): they still run on the current code. Not a measurement.
+BENCHES := $(sort $(filter-out bench/_%,$(wildcard bench/*.py)))
+bench-smoke: $(STAMP)
+	@set -e; for script in $(BENCHES); do \
+		echo "== $$script --smoke"; \
+		$(BIN)/python $$script --smoke; \
+	done
 
 clean-cache:
 	rm -rf cache

@@ -3,9 +3,12 @@
 1. Time per view of (a) open_clip's bare `encode_image`, (b) our encoder forward (patch tokens of
    4 layers with the attention change), (c) the whole stage: read the rendered views from Zarr,
    preprocess, encode, write fp16 features, mark rows done. Interleaved repeats, medians.
-2. Peak RSS of the stage in fresh processes for 8 and for 32 samples: streaming means equal.
+2. Peak RSS of the stage in fresh processes for 8 and for 32 samples (`--rss-samples`): streaming means equal.
 
-    python bench/encode.py [--models tiny,ViT-B-16] [--samples 8] [--repeats 3]
+    python bench/encode.py [--models tiny,ViT-B-16] [--samples 8] [--repeats 3] [--rss-samples 8,32] [--smoke]
+
+`--smoke`: `tiny` only, 1 sample, 1 repeat, peak RSS for 1 and 2 samples: a check that the bench
+runs, not a figure.
 """
 
 from __future__ import annotations
@@ -25,66 +28,60 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 VIEWS = 9
+SMOKE = {"models": "tiny", "samples": 1, "repeats": 1, "rss_samples": "1,2"}
 
 
-def render_images(n_shapes: int = 2) -> np.ndarray:
-    """(n_shapes, 9, 336, 336, 3) real renderings of synthetic shapes."""
-    from pointad_pipe.pipeline.loaders.synthetic_shapes import sample_surface
-    from pointad_pipe.pipeline.render import RenderConfig, render_sample
+def render_images(n_shapes: int = 2) -> list:
+    """`n_shapes` real renderings (9 views, 336 x 336) of synthetic shapes, as the render stage makes them."""
+    from pointad_pipe.pipeline.stages.render import RenderConfig, render_sample
+    from pointad_pipe.pipeline.synthetic.shapes import sample_surface
 
     out = []
     for name in ("bagel", "ball", "box", "cone")[:n_shapes]:
         pts, _ = sample_surface(name, 30_000, np.random.default_rng(0))
-        out.append(render_sample({"xyz": pts.astype(np.float32), "label": np.zeros(len(pts), np.uint8)},
-                                 RenderConfig()).image)
-    return np.stack(out)
+        out.append(render_sample(pts.astype(np.float32), np.zeros(len(pts), np.uint8), RenderConfig()))
+    return out
 
 
-def make_groups(folder: Path, n: int, model: str):  # noqa: ANN201
-    """A render-like group with n samples of real renderings, and an empty encode group for them."""
-    import zarr
+def prepared(model: str):  # noqa: ANN201
+    """The encode job's checked plan for `model` (random weights, default layers and attention change)."""
+    from pointad_pipe.pipeline.jobs.identity import prepare_encode
+    from pointad_pipe.pipeline.stages.encode import EncodeConfig
 
-    from pointad_pipe.model.registry import architecture, default_layers, get_spec
-    from pointad_pipe.pipeline import store
+    return prepare_encode(EncodeConfig(model=model), "random", "cpu")
 
-    images = render_images()
-    root = zarr.open_group(str(folder / "bench.zarr"), mode="w")
-    render = root.require_group("render").require_group("r")
-    arr = store.create_rows_array(render, "image", (n, VIEWS, 336, 336, 3), np.uint8, chunks=(1, 1, 336, 336, 3))
+
+def make_groups(folder: Path, n: int, prep):  # noqa: ANN001, ANN201
+    """A render group with n samples of real renderings, an empty encode group for them; their row I/O."""
+    from pointad_pipe.pipeline.cache import schema, store
+
+    shots = render_images()
+    root = store.open_url(str(folder / "bench.zarr"), "w")
+    clean = store.create_group(root, "clean", "c", upstream=None, config={}, n=n)  # only the render's upstream
+    render = schema.create_render_group(root, "r", clean, {}, n, VIEWS, 336, "splat", {})
     for r in range(n):
-        arr[r] = images[r % len(images)]
-    arch = architecture(get_spec(model))
-    d, grid = arch["embed_dim"], arch["vision_cfg"]["image_size"] // arch["vision_cfg"]["patch_size"]
-    layers = default_layers(arch["vision_cfg"]["layers"])
-    out = store.create_group(root, "encode", "e", upstream="r", config={}, n=n)
-    store.create_rows_array(out, "global", (n, VIEWS, d), np.float16, compressors=store.feature_codec())
-    store.create_rows_array(out, "patch", (n, VIEWS, len(layers), grid * grid, d), np.float16,
-                            compressors=store.feature_codec())
-    return render, out, layers
+        schema.write_render_row(render, r, shots[r % len(shots)])
+    out = schema.create_encode_group(root, "e", render, {}, prep.model_info, n)
+    return schema.FeatureRows(render, out)
 
 
-def encoder_for(model: str, layers: list[int]):  # noqa: ANN201
-    from pointad_pipe.model.registry import default_dpam_blocks, get_spec
-    from pointad_pipe.pipeline.encode import Encoder, EncoderKey
-    from pointad_pipe.pipeline.weights import resolve_weights
+def encoder_for(prep):  # noqa: ANN001, ANN201
+    from pointad_pipe.pipeline.jobs.encode import encoder_key
+    from pointad_pipe.pipeline.stages.encode import Encoder
 
-    spec = get_spec(model)
-    w = resolve_weights(spec, "random")
-    depth = max(layers)
-    return Encoder(EncoderKey(model, w.kind, w.path, tuple(layers), True, default_dpam_blocks(depth), "fp32", "cpu"))
+    return Encoder(encoder_key(prep, "cpu"))
 
 
 def stage_seconds(model: str, n: int, folder: Path) -> float:
     """Wall time of the encode pipeline over n samples (one sample per forward, as the CLI default)."""
-    from pointad_pipe.pipeline import store
-    from pointad_pipe.pipeline.encode import encode_blocks
+    from pointad_pipe.pipeline.stages.encode import encode_blocks
 
-    render, out, layers = make_groups(folder, n, model)
-    enc = encoder_for(model, layers)
-    enc.encode(np.asarray(render["image"][0]))  # warm-up
+    prep = prepared(model)
+    io = make_groups(folder, n, prep)
+    enc = encoder_for(prep)
+    enc.encode(io.read(0)[0])  # warm-up
     t = time.perf_counter()
-    encode_blocks([([r], [r]) for r in range(n)], enc, render, out, on_row=lambda r, e: None,
-                  mark_done=store.mark_done)
+    encode_blocks([([r], [r]) for r in range(n)], enc, io, on_row=lambda r, e: None)
     return time.perf_counter() - t
 
 
@@ -94,9 +91,10 @@ def timings(model: str, samples: int, repeats: int) -> dict[str, float]:
     from pointad_pipe.model.encoder import preprocess
 
     with tempfile.TemporaryDirectory() as tmp:
-        render, _, layers = make_groups(Path(tmp) / "probe", 1, model)
-        enc = encoder_for(model, layers)
-        batch = preprocess(torch.from_numpy(np.asarray(render["image"][0])), enc.net.image_size)
+        prep = prepared(model)
+        enc = encoder_for(prep)
+        views = make_groups(Path(tmp) / "probe", 1, prep).read(0)[0]
+        batch = preprocess(torch.from_numpy(views), enc.net.image_size)
         bare, ours, stage = [], [], []
         with torch.no_grad():
             enc.net.model.encode_image(batch)
@@ -132,6 +130,10 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rss-model", default="tiny")
+    ap.add_argument("--rss-samples", default="8,32", help="the two sample counts of the peak RSS check")
+    ap.add_argument("--smoke", action="store_true", help=f"tiny sizes {SMOKE} (explicit flags still win)")
+    if ap.parse_known_args()[0].smoke:
+        ap.set_defaults(**SMOKE)
     a = ap.parse_args()
     print(f"encode: {VIEWS} views per sample, {a.samples} samples, median of {a.repeats}, "
           f"fp32 on CPU, {os.cpu_count()} cores; 4 layers, attention change on")
@@ -141,8 +143,9 @@ def main() -> None:
               f"{1000 * t['encoder']:.1f} ms/view, stage {1000 * t['stage']:.1f} ms/view -> stage adds "
               f"{100 * (t['stage'] / t['bare'] - 1):+.1f} % over the bare forward "
               f"({100 * (t['stage'] / t['encoder'] - 1):+.1f} % over the encoder forward)")
-    small, large = peak_rss_mb(a.rss_model, 8), peak_rss_mb(a.rss_model, 32)
-    print(f"peak RSS ({a.rss_model}): 8 samples {small:.0f} MB, 32 samples {large:.0f} MB "
+    n_small, n_large = (int(x) for x in a.rss_samples.split(","))
+    small, large = peak_rss_mb(a.rss_model, n_small), peak_rss_mb(a.rss_model, n_large)
+    print(f"peak RSS ({a.rss_model}): {n_small} samples {small:.0f} MB, {n_large} samples {large:.0f} MB "
           f"({100 * (large / small - 1):+.1f} %)")
     print(json.dumps({"rss_mb": [small, large]}))
 

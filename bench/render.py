@@ -4,7 +4,10 @@ A sample is the acceptance case of issue 3: 9 views (MVTec 3D-AD's list), 100k p
 every pass included (normals, spacing, ownership, shading, visibility). Backends are run in turn,
 A B A B ..., so that drift of this shared machine hits them alike; the figure is the median.
 
-    python bench/render.py [--points 100000] [--repeats 5] [--backends splat,open3d,pyrender]
+    python bench/render.py [--points 100000] [--repeats 5] [--backends splat,open3d,pyrender] [--smoke]
+
+`--smoke`: 5,000 points, 1 repeat, every backend (a missing one is still reported as skipped): a
+check that the bench runs, not a figure.
 """
 
 from __future__ import annotations
@@ -19,16 +22,18 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from pointad_pipe.pipeline.loaders.synthetic_shapes import sample_surface  # noqa: E402
-from pointad_pipe.pipeline.render import RenderConfig, render_sample  # noqa: E402
 from pointad_pipe.pipeline.renderers import get_backend  # noqa: E402
+from pointad_pipe.pipeline.stages.render import RenderConfig, render_sample  # noqa: E402
+from pointad_pipe.pipeline.synthetic.shapes import sample_surface  # noqa: E402
+
+SMOKE = {"points": 5_000, "repeats": 1}
 
 
-def cloud(n: int) -> dict[str, np.ndarray]:
-    """A closed bagel surface of n points, in metres, with a labelled patch."""
+def cloud(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A closed bagel surface of n points, in metres, and its labels (a patch)."""
     pts, _ = sample_surface("bagel", n, np.random.default_rng(0))
     labels = (np.linalg.norm(pts - pts[0], axis=1) < 0.01).astype(np.uint8)
-    return {"xyz": pts.astype(np.float32), "label": labels}
+    return pts.astype(np.float32), labels
 
 
 class Timed:
@@ -52,14 +57,17 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--backends", default="splat,open3d,pyrender")
+    ap.add_argument("--smoke", action="store_true", help=f"tiny sizes {SMOKE} (explicit flags still win)")
+    if ap.parse_known_args()[0].smoke:
+        ap.set_defaults(**SMOKE)
     a = ap.parse_args()
-    points = cloud(a.points)
+    xyz, label = cloud(a.points)
     cfg = RenderConfig()
     backends = {}
     for name in a.backends.split(","):
         try:
             backends[name] = Timed(get_backend(name))
-            render_sample(points, cfg, backend=backends[name])  # warm-up: imports, GL context
+            render_sample(xyz, label, cfg, backend=backends[name])  # warm-up: imports, GL context
         except Exception as exc:  # an optional backend that is not installed here
             print(f"{name:>9}: skipped ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})")
             backends.pop(name, None)
@@ -69,7 +77,7 @@ def main() -> None:
         for name, backend in backends.items():
             backend.seconds = 0.0
             t = time.perf_counter()
-            render_sample(points, cfg, backend=backend)
+            render_sample(xyz, label, cfg, backend=backend)
             times[name].append(time.perf_counter() - t)
             passes[name].append(backend.seconds)
     print(f"render: {len(cfg.views)} views, {a.points} points, {cfg.image_size}^2, median of {a.repeats}")

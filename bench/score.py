@@ -4,7 +4,9 @@ The acceptance case of issue 6: 9 views, 336^2 renders, 100k points, ViT-L-14-33
 tokens of 768 dims, one scored layer), organized smoothing on a 336^2 grid. Features are random:
 scoring costs the same whatever they hold.
 
-    python bench/score.py [--points 100000] [--repeats 10]
+    python bench/score.py [--points 100000] [--repeats 10] [--smoke]
+
+`--smoke`: 2,000 points, 1 repeat (same shapes otherwise): a check that the bench runs, not a figure.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ import time
 import numpy as np
 import torch
 
-from pointad_pipe.pipeline.infer import score_cloud
+from pointad_pipe.model.inference import score_cloud
+
+SMOKE = {"points": 2_000, "repeats": 1}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--smoke", action="store_true", help=f"tiny sizes {SMOKE} (explicit flags still win)")
+    if ap.parse_known_args()[0].smoke:
+        ap.set_defaults(**SMOKE)
     a = ap.parse_args()
     rng = np.random.default_rng(0)
     k, p, d, size, n = 9, 576, 768, 336, a.points
