@@ -1,4 +1,4 @@
-"""Open3D legacy `Visualizer` backend (`--backend open3d`); the GL id pass it shares is `idpass.py`.
+"""Open3D legacy `Visualizer` backend (backend `open3d`); the GL id pass it shares is `idpass.py`.
 
 GL does the z-buffer on splats drawn to cover exactly the pixels `splat` gives them (METHOD.md §2
 "Ownership"; ENVIRONMENT.md "Headless rendering"):

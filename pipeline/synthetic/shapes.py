@@ -1,4 +1,4 @@
-"""Analytic shapes and defect profiles behind the synthetic datasets (`synthetic.py`).
+"""Analytic shapes and defect profiles behind the synthetic datasets (`generator.py`).
 
 Why analytic: every quantity the tests compare (range images, ground truth, full clouds) then
 comes from one exact definition, so a mask can be checked against the geometry that made it.
