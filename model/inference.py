@@ -9,13 +9,16 @@
    filters its arbitrary 336^2 ordering, a quirk we do not copy).
 2. Global score = 0.5 * max_i A_i + 0.5 * mean over views of P_a(view) (probabilities, as the code
    does at inference).
-3. RGB fusion, no retraining: C = smoothed S_a of the RGB image at each point's pixel; fused map
-   = smooth((smooth(A) + smooth(C)) / 2); fused global = max(fused map) + (P_a(rgb) + mean_v P_a(v)) / 2.
+3. RGB fusion, no retraining (organized data, on the whole grid as the code does): C = Up(S_a) of the
+   RGB image at every pixel, smoothed; fused map = smooth((smooth(A) + smooth(C)) / 2); fused global =
+   max over the grid of the fused map + (P_a(rgb) + mean_v P_a(v)) / 2. Organized maxima run over the
+   whole smoothed grid (background and holes hold the blur), as the code's do.
 One cloud at a time; `score_cloud` chains the steps from one layer's cached features.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,12 +54,21 @@ def global_score(point_map: np.ndarray, view_probs: np.ndarray) -> float:
     return float(0.5 * np.max(point_map) + 0.5 * np.mean(view_probs))
 
 
-def fuse_grid(point_map: np.ndarray, rgb_map: np.ndarray, grid: np.ndarray, shape: tuple[int, int],
-              sigma: float = GRID_SIGMA) -> np.ndarray:
-    """smooth((smooth(A) + smooth(C)) / 2) on the organized grid, A and C per point."""
-    a = smooth_grid(point_map, grid, shape, sigma)
-    c = smooth_grid(rgb_map, grid, shape, sigma)
-    return smooth_grid((a + c) / 2, grid, shape, sigma)
+def lay_on_grid(values: np.ndarray, grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Per-point values on their organized grid, (H, W) float64, every other cell 0."""
+    canvas = np.zeros(shape[0] * shape[1], np.float64)
+    canvas[grid] = values
+    return canvas.reshape(shape)
+
+
+def smooth_whole(grid_map: np.ndarray, sigma: float = GRID_SIGMA) -> np.ndarray:
+    """Gaussian filter over the whole grid: the blur leaks into background and holes, as the code's does."""
+    return gaussian_filter(np.asarray(grid_map, np.float64), sigma=sigma)
+
+
+def fuse_maps(point_grid: np.ndarray, rgb_grid: np.ndarray, sigma: float = GRID_SIGMA) -> np.ndarray:
+    """gauss((A + C) / 2) over the whole grid, A and C each already smoothed over the whole grid (METHOD §8)."""
+    return smooth_whole((point_grid + rgb_grid) / 2, sigma)
 
 
 def fused_global(fused_map: np.ndarray, rgb_prob: float, view_probs: np.ndarray) -> float:
@@ -102,11 +114,66 @@ def view_maps(patch: Any, text: Any, grid: tuple[int, int], size: int, tau: floa
         return upsample(maps, size)[:, 1].numpy()
 
 
+@dataclass(frozen=True)
+class CloudScore:
+    """One cloud's final map at its points and, for organized sources, on the whole grid."""
+
+    points: np.ndarray  # (n,) float64
+    global_score: float
+    grid: np.ndarray | None = None  # (H, W) float64: what the grid metrics and the global max use
+
+
 def score_cloud(patch: Any, glob: Any, pt2pix: np.ndarray, text: Any, grid: tuple[int, int], size: int,
                 xyz: np.ndarray, grid_index: np.ndarray | None = None, grid_shape: tuple[int, int] | None = None,
                 spacing: float | None = None, tau: float = 0.07, rgb: RgbInputs | None = None,
                 modality: str = "point") -> tuple[np.ndarray, float]:
-    """A cloud's smoothed point map and global score (METHOD.md §6, §8) from one layer's cached features.
+    """A cloud's final point map and global score; `score_cloud_maps` (same arguments) also gives the grid."""
+    scored = score_cloud_maps(patch, glob, pt2pix, text, grid, size, xyz, grid_index, grid_shape, spacing, tau,
+                              rgb, modality)
+    return scored.points, scored.global_score
+
+
+def _probabilities(glob: Any, text: Any, tau: float) -> np.ndarray:
+    """P_a of each row of `glob` (K, D) against the text features."""
+    import torch
+
+    from .similarity import similarity_logits
+
+    with torch.no_grad():
+        logits = similarity_logits(torch.as_tensor(np.asarray(glob, np.float32)), text.detach().cpu(), tau)
+        return logits.softmax(-1)[..., 1].numpy()
+
+
+def rgb_grid_map(rgb_patch: Any, text: Any, grid: tuple[int, int], size: int, shape: tuple[int, int],
+                 tau: float = 0.07) -> np.ndarray:
+    """C: the RGB image's S_a upsampled to every pixel, on the organized grid's shape, before smoothing.
+
+    The render keeps the registered RGB image at `size`² over the same field as the grid, so C is that
+    map resized (bilinear) to the grid; at the default 336² grid it is the map itself.
+    """
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    from .backproject import upsample
+    from .similarity import patch_maps
+
+    with torch.no_grad():
+        maps = patch_maps(torch.as_tensor(np.asarray(rgb_patch, np.float32))[None, None], text.detach().cpu(), grid,
+                          tau)[0]
+        up = upsample(maps, size)[:, 1:2]  # (1, 1, size, size)
+        if tuple(shape) != (size, size):
+            up = F.interpolate(up, size=tuple(shape), mode="bilinear", align_corners=False)
+        return up[0, 0].numpy().astype(np.float64)
+
+
+def score_cloud_maps(patch: Any, glob: Any, pt2pix: np.ndarray, text: Any, grid: tuple[int, int], size: int,
+                     xyz: np.ndarray, grid_index: np.ndarray | None = None,
+                     grid_shape: tuple[int, int] | None = None, spacing: float | None = None, tau: float = 0.07,
+                     rgb: RgbInputs | None = None, modality: str = "point") -> CloudScore:
+    """A cloud's final map and global score (METHOD.md §6, §8) from one layer's cached features.
+
+    Organized sources follow the authors' code on the whole grid: the point map A (invalid cells 0)
+    and the RGB map C are each smoothed over the whole grid, maxima run over the whole grid.
 
     Args:
         patch: (K, P, D) patch tokens of the scored layer.
@@ -114,7 +181,7 @@ def score_cloud(patch: Any, glob: Any, pt2pix: np.ndarray, text: Any, grid: tupl
         pt2pix: (n, K) the render's point -> pixel map.
         text: (2, D) normalised text features [g_n, g_a].
         grid: the patch grid (h, w).
-        size: the render's image side (also the side `rgb_pix` indexes).
+        size: the render's image side (also the RGB image's).
         xyz: (n, 3) the cleaned points.
         grid_index: organized sources: each point's flat cell in `grid_shape` (smoothing sigma 4 cells).
         grid_shape: the organized grid's (H, W).
@@ -125,35 +192,26 @@ def score_cloud(patch: Any, glob: Any, pt2pix: np.ndarray, text: Any, grid: tupl
         modality: `point` (A and its global score), `fused` (A with the RGB map C, no retraining) or
             `rgb` (C alone, the ablation): the three formulas of METHOD.md §8.
     """
-    import torch
-
-    from .backproject import sample_at_pixels
-    from .similarity import patch_maps, similarity_logits
-
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     organized = grid_index is not None and grid_shape is not None
     if modality != "point" and (rgb is None or not organized):
         raise ValueError(f"modality {modality!r} needs the RGB image's features and an organized grid")
     amap = raw_point_map(patch, pt2pix, text, grid, size, xyz, tau).astype(np.float64)
-    with torch.no_grad():
-        t = text.detach().cpu()
-        view_probs = similarity_logits(torch.as_tensor(np.asarray(glob, np.float32)), t, tau).softmax(-1)[:, 1]
-        if modality != "point":
-            rgb_patch, rgb_glob, rgb_pix = rgb
-            rmap = patch_maps(torch.as_tensor(np.asarray(rgb_patch, np.float32))[None, None], t, grid, tau)[0, 0]
-            c_map = sample_at_pixels(rmap, torch.from_numpy(np.asarray(rgb_pix, np.int64)), size)[:, 1].numpy()
-            rgb_prob = float(similarity_logits(torch.as_tensor(np.asarray(rgb_glob, np.float32))[None], t, tau)
-                             .softmax(-1)[0, 1])
-    probs = view_probs.numpy()
-    if modality == "fused":
-        fused = fuse_grid(amap, c_map.astype(np.float64), grid_index, grid_shape, GRID_SIGMA)
-        return fused, fused_global(fused, rgb_prob, probs)
-    if modality == "rgb":
-        c_smooth = smooth_grid(c_map.astype(np.float64), grid_index, grid_shape, GRID_SIGMA)
-        return c_smooth, float(np.max(c_smooth) + rgb_prob)
-    if organized:
-        amap = smooth_grid(amap, grid_index, grid_shape, GRID_SIGMA)
-    elif spacing:
-        amap = smooth_knn(amap, xyz, SPACING_SIGMA * spacing)
-    return amap, global_score(amap, probs)
+    probs = _probabilities(glob, text, tau)
+    if not organized:
+        if spacing:
+            amap = smooth_knn(amap, xyz, SPACING_SIGMA * spacing)
+        return CloudScore(amap, global_score(amap, probs))
+    a_grid = smooth_whole(lay_on_grid(amap, grid_index, grid_shape))
+    if modality == "point":
+        final, glob_score = a_grid, global_score(a_grid, probs)
+    else:
+        c_grid = smooth_whole(rgb_grid_map(rgb[0], text, grid, size, grid_shape, tau))
+        rgb_prob = float(_probabilities(np.asarray(rgb[1])[None], text, tau)[0])
+        if modality == "fused":
+            final = fuse_maps(a_grid, c_grid)
+            glob_score = fused_global(final, rgb_prob, probs)
+        else:
+            final, glob_score = c_grid, float(np.max(c_grid) + rgb_prob)
+    return CloudScore(final.reshape(-1)[grid_index], glob_score, final)

@@ -81,10 +81,23 @@ def real3d_point_metrics(
     }
 
 
-def pixel_auroc_grid(score_maps: np.ndarray, gt_masks: np.ndarray) -> float:
-    """The code's `grid` P-AUROC (METHOD §9): every grid cell, background cells included as they are."""
+def pixel_auroc_grid(score_maps: np.ndarray, gt_masks: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """The code's `grid` P-AUROC (METHOD §9): every grid cell, background cells included as they are.
+
+    With `valid` (N, H, W), only those cells count: the `object` variant.
+    """
     scores, gt = _check_maps(score_maps, gt_masks)
+    if valid is not None:
+        keep = _check_valid(valid, gt)
+        scores, gt = scores[keep], gt[keep]
     return _binary_metric(roc_auc_score, scores, gt)
+
+
+def _check_valid(valid: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    keep = np.asarray(valid) != 0
+    if keep.shape != gt.shape:
+        raise ValueError(f"valid mask: expected the maps' shape {gt.shape}, got {keep.shape}")
+    return keep
 
 
 def _check_maps(score_maps: np.ndarray, gt_masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,19 +146,29 @@ def _check_limit(fpr_limit: float) -> None:
         raise ValueError(f"fpr_limit: expected a value in (0, 1], got {fpr_limit}")
 
 
-def _prepare(score_maps: np.ndarray, gt_masks: np.ndarray,
-             fpr_limit: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int] | None:
-    """Checked inputs and GT regions shared by both AUPROs; None when AUPRO is undefined (NaN)."""
+def _prepare(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: float,
+             valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int] | None:
+    """Flat scores and region ids of the counted cells, region sizes, region and normal counts; None: NaN.
+
+    Regions are found on the whole grid; with `valid`, only valid cells count (their overlap with
+    a region, and the normal cells of the FPR): the `object` variant.
+    """
     _check_limit(fpr_limit)
     scores, gt = _check_maps(score_maps, gt_masks)
-    ids, sizes, n_regions = _regions(gt)
-    n_normal = int((~gt).sum())
-    if n_regions == 0 or n_normal == 0:
+    ids, _, n_regions = _regions(gt)
+    if valid is not None:
+        keep = _check_valid(valid, gt)
+        scores, ids = scores[keep], ids[keep]
+    flat_s, flat_id = scores.ravel(), ids.ravel()
+    sizes = np.bincount(flat_id, minlength=n_regions + 1)
+    n_normal = int((flat_id == 0).sum())
+    if n_regions == 0 or n_normal == 0 or (sizes[1:] == 0).any():
         return None
-    return scores, ids, sizes, n_regions, n_normal
+    return flat_s, flat_id, sizes, n_regions, n_normal
 
 
-def aupro_official(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: float = 0.3) -> float:
+def aupro_official(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: float = 0.3,
+                   valid: np.ndarray | None = None) -> float:
     """AUPRO, *official* MVTec 3D-AD definition (METHOD §9).
 
     1. Regions are the 8-connected components of each (H, W) GT mask.
@@ -159,15 +182,15 @@ def aupro_official(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: floa
         score_maps: (N, H, W) anomaly scores.
         gt_masks: (N, H, W) ground truth, nonzero = anomalous.
         fpr_limit: upper FPR limit of the integration, in (0, 1].
+        valid: (N, H, W) cells that count (the `object` variant), or None for every cell.
 
     Returns:
         AUPRO in [0, 1]; NaN without any GT region or without any normal pixel.
     """
-    prepared = _prepare(score_maps, gt_masks, fpr_limit)
+    prepared = _prepare(score_maps, gt_masks, fpr_limit, valid)
     if prepared is None:
         return float("nan")
-    scores, ids, sizes, n_regions, n_normal = prepared
-    flat_s, flat_id = scores.ravel(), ids.ravel()
+    flat_s, flat_id, sizes, n_regions, n_normal = prepared
     order = np.argsort(flat_s)[::-1]  # highest first; the order inside a tie does not matter
     # Each region pixel adds 1 / (|region| * n_regions) to PRO; each normal pixel 1 / n_normal to FPR.
     weight = 1.0 / (sizes.astype(np.float64) * n_regions)
@@ -193,11 +216,13 @@ def aupro_official(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: floa
     return min(max(area / fpr_limit, 0.0), 1.0)
 
 
-def aupro_pointad(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: float = 0.3, steps: int = 200) -> float:
+def aupro_pointad(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: float = 0.3, steps: int = 200,
+                  valid: np.ndarray | None = None, thresholds: str = "arange") -> float:
     """AUPRO, *pointad* version: the code's cflow-style approximation (METHOD §9).
 
-    1. `steps` thresholds evenly spaced from the minimum to the maximum score; a pixel is positive
-       when score > t.
+    1. `steps` thresholds from the minimum score up, `arange(min, max, (max - min) / steps)` as the
+       code has them (so max itself is not one; `thresholds="linspace"` gives `linspace(min, max,
+       steps)` instead, for comparison); a pixel is positive when score > t.
     2. For each: PRO = mean over 8-connected GT regions of the overlap; FPR over normal pixels.
     3. Keep the points with FPR < fpr_limit, min-max rescale their FPRs to [0, 1], and take the
        trapezoid area of PRO over the rescaled FPR (points ordered by FPR, then PRO).
@@ -209,19 +234,27 @@ def aupro_pointad(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: float
     Returns:
         A value in [0, 1]; NaN without any GT region, normal pixel, or a spread of kept FPRs.
     """
-    prepared = _prepare(score_maps, gt_masks, fpr_limit)
+    prepared = _prepare(score_maps, gt_masks, fpr_limit, valid)
     if prepared is None:
         return float("nan")
-    scores, ids, sizes, n_regions, n_normal = prepared
-    thresholds = np.linspace(float(scores.min()), float(scores.max()), steps)
-    flat_s, flat_ids = scores.ravel(), ids.ravel()
+    flat_s, flat_ids, sizes, n_regions, n_normal = prepared
+    lo, hi = flat_s.min(), flat_s.max()  # in the maps' dtype, as the code computes its step
+    if hi == lo:
+        return float("nan")
+    if thresholds == "arange":
+        cuts = np.arange(lo, hi, (hi - lo) / steps)
+    elif thresholds == "linspace":
+        cuts = np.linspace(float(lo), float(hi), steps)
+    else:
+        raise ValueError(f"thresholds: expected arange or linspace, got {thresholds!r}")
+    steps = len(cuts)
     weight = 1.0 / (sizes.astype(np.float64) * n_regions)
     weight[0] = 0.0
     # A pixel is positive at thresholds[k] exactly when k < rank, rank = #(thresholds < score);
     # per-rank sums are gathered chunk by chunk, so memory does not grow with the pixel count.
     region_w, normal_n = np.zeros(steps + 1), np.zeros(steps + 1)
     for start in range(0, flat_s.size, _CHUNK):
-        rank = np.searchsorted(thresholds, flat_s[start:start + _CHUNK], side="left")
+        rank = np.searchsorted(cuts, flat_s[start:start + _CHUNK], side="left")
         id_c = flat_ids[start:start + _CHUNK]
         region_w += np.bincount(rank, weights=weight[id_c], minlength=steps + 1)
         normal_n += np.bincount(rank, weights=(id_c == 0).astype(np.float64), minlength=steps + 1)

@@ -140,13 +140,13 @@ def sorted_aupro_official(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3
 
 
 def brute_aupro_pointad(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3, steps: int = 200) -> float:
-    """PointAD's (cflow-style) AUPRO: `steps` even thresholds, FPRs below the limit rescaled to [0, 1]."""
+    """PointAD's (cflow-style) AUPRO: thresholds `arange(min, max, (max - min) / steps)` in the maps' dtype, as
+    the code has them; FPRs below the limit rescaled to [0, 1]."""
     gt = gt.astype(bool)
     regions = regions_by_loop(gt)
-    lo, hi = float(scores.min()), float(scores.max())
+    lo, hi = scores.min(), scores.max()
     kept = []
-    for k in range(steps):
-        t = lo + (hi - lo) * k / (steps - 1)
+    for t in np.arange(lo, hi, (hi - lo) / steps):
         fpr, pro = pro_fpr(scores > t, gt, regions)
         if fpr < limit:
             kept.append((fpr, pro))
