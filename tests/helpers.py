@@ -213,3 +213,60 @@ def write_pcd(path: Path, points: np.ndarray, ascii: bool = True, colors: np.nda
     assert o3d.io.write_point_cloud(str(path), pcd, write_ascii=ascii)
     return path
 
+
+
+# ---------------------------------------------------------------- the authors' goldens (tests/goldens/official)
+
+OFFICIAL = ROOT / "tests" / "goldens" / "official"
+SHARED_OFFICIAL = ROOT.parent / "shared" / "goldens" / "official"
+
+
+def official(name: str) -> dict[str, np.ndarray]:
+    """The arrays of one golden file computed by the authors' code (its README says what each holds)."""
+    with np.load(OFFICIAL / f"{name}.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def official_pt2pix(xy: np.ndarray, seen: np.ndarray, size: int = 336) -> np.ndarray:
+    """README's rule: d2_3d_cor_xy (K, N, 2) (x, y) and seen (K, N) -> (N, K) pixel y*size + x, -1 unseen."""
+    flat = xy[..., 1].astype(np.int64) * size + xy[..., 0].astype(np.int64)
+    return np.where(seen, flat, -1).T.copy()
+
+
+def official_small_model() -> Any:
+    """The goldens' small CLIP (c1's vision + c2's text weights) in fp32, frozen, through open_clip's OpenAI builder.
+
+    Their replaced attention modules store `attn.qkv` / `attn.proj` (copies of CLIP's `in_proj_*` /
+    `out_proj`); `visual.attn` is an extra module of theirs, not CLIP's. c2's token-embedding rows not
+    listed are 0. `build_model_from_openai_state_dict` rounds the weights to fp16, as OpenAI files are
+    stored, so the fp32 state dict is loaded a second time after `.float()`.
+    """
+    import json
+
+    import torch
+    from open_clip.model import build_model_from_openai_state_dict
+
+    vision, text = official("c1_vision_small"), official("c2_text_small")
+    state = {}
+    for k, v in [*vision.items(), *text.items()]:
+        if k.startswith("w/") and not k.startswith("w/visual.attn."):
+            key = k[2:].replace(".attn.qkv.", ".attn.in_proj_").replace(".attn.proj.", ".attn.out_proj.")
+            state[key] = torch.from_numpy(v)
+    vocab = json.loads(str(text["config"]))["text_cfg"]["vocab_size"]
+    emb = torch.zeros(vocab, text["token_embedding_rows"].shape[1])
+    emb[torch.from_numpy(text["token_ids_used"])] = torch.from_numpy(text["token_embedding_rows"])
+    state["token_embedding.weight"] = emb
+    model = build_model_from_openai_state_dict(dict(state), quick_gelu=True, cast_dtype=None).float()
+    model.load_state_dict(state)
+    return model.eval().requires_grad_(False)
+
+
+def assert_near_official(ours: Any, theirs: np.ndarray, rtol: float = 1e-5, what: str = "") -> float:
+    """max|ours - theirs| <= rtol * max|theirs| (relative to the array's scale: per-element relative error is
+    meaningless at entries near 0). Returns the measured relative error."""
+    ours = np.asarray(ours.detach().cpu() if hasattr(ours, "detach") else ours, dtype=np.float64)
+    theirs = np.asarray(theirs, dtype=np.float64)
+    assert ours.shape == theirs.shape, (what, ours.shape, theirs.shape)
+    err = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
+    assert err <= rtol, f"{what}: max abs error {np.abs(ours - theirs).max():.3g} is {err:.3g} of max |official|"
+    return err
