@@ -10,11 +10,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 # The outside contract checker: the team's shared copy when the checkout sits beside it, otherwise
@@ -93,9 +96,10 @@ def regions_by_loop(gt: np.ndarray) -> list[tuple[int, np.ndarray]]:
     return out
 
 
-def pro_fpr(pred: np.ndarray, gt: np.ndarray, regions: list[tuple[int, np.ndarray]]) -> tuple[float, float]:
-    """(FPR, mean per-region overlap) of one binary prediction."""
-    normal = ~gt
+def pro_fpr(pred: np.ndarray, gt: np.ndarray, regions: list[tuple[int, np.ndarray]],
+            valid: np.ndarray | None = None) -> tuple[float, float]:
+    """(FPR, mean per-region overlap) of one binary prediction; FPR over the `valid` normal cells when given."""
+    normal = ~gt if valid is None else ~gt & valid
     fpr = float((pred & normal).sum() / normal.sum())
     overlaps = []
     for i, region in regions:
@@ -121,12 +125,18 @@ def brute_aupro_official(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3)
     return area / limit
 
 
-def sorted_aupro_official(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3) -> float:
-    """The same curve as `brute_aupro_official`, counted with searchsorted per threshold (fast enough for 336² maps)."""
+def sorted_aupro_official(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3,
+                          valid: np.ndarray | None = None) -> float:
+    """The same curve as `brute_aupro_official`, counted with searchsorted per threshold (fast enough for 336² maps).
+
+    With `valid`, only those cells count (GT regions must lie inside them): the `object` variant.
+    """
     gt = gt.astype(bool)
+    keep = np.ones(gt.shape, bool) if valid is None else valid.astype(bool)
+    assert not (gt & ~keep).any(), "GT outside the valid cells"
     regions = [np.sort(scores[i][region]) for i, region in regions_by_loop(gt)]
-    normal = np.sort(scores[~gt])
-    thresholds = np.unique(scores)[::-1]
+    normal = np.sort(scores[~gt & keep])
+    thresholds = np.unique(scores[keep])[::-1]
     fpr = (normal.size - np.searchsorted(normal, thresholds, side="left")) / normal.size
     pro = np.mean([(r.size - np.searchsorted(r, thresholds, side="left")) / r.size for r in regions], axis=0)
     x, y = np.concatenate(([0.0], fpr)), np.concatenate(([0.0], pro))
@@ -139,15 +149,17 @@ def sorted_aupro_official(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3
     return float(np.sum(np.diff(xs_a) * (ys_a[1:] + ys_a[:-1]) / 2.0) / limit)
 
 
-def brute_aupro_pointad(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3, steps: int = 200) -> float:
+def brute_aupro_pointad(scores: np.ndarray, gt: np.ndarray, limit: float = 0.3, steps: int = 200,
+                        valid: np.ndarray | None = None) -> float:
     """PointAD's (cflow-style) AUPRO: thresholds `arange(min, max, (max - min) / steps)` in the maps' dtype, as
     the code has them; FPRs below the limit rescaled to [0, 1]."""
     gt = gt.astype(bool)
     regions = regions_by_loop(gt)
-    lo, hi = scores.min(), scores.max()
+    counted = scores if valid is None else scores[valid.astype(bool)]
+    lo, hi = counted.min(), counted.max()
     kept = []
     for t in np.arange(lo, hi, (hi - lo) / steps):
-        fpr, pro = pro_fpr(scores > t, gt, regions)
+        fpr, pro = pro_fpr(scores > t, gt, regions, None if valid is None else valid.astype(bool))
         if fpr < limit:
             kept.append((fpr, pro))
     kept.sort()
@@ -270,3 +282,25 @@ def assert_near_official(ours: Any, theirs: np.ndarray, rtol: float = 1e-5, what
     err = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
     assert err <= rtol, f"{what}: max abs error {np.abs(ours - theirs).max():.3g} is {err:.3g} of max |official|"
     return err
+
+
+def fp16_deep_grads(features: torch.Tensor, grad_features: torch.Tensor, deep: list) -> tuple[torch.Tensor, ...]:
+    """The authors' deep-prompt gradient: each prompt's part rounded to fp16 (their `.half()` after the expand
+    over the two prompts), the two parts summed in fp32. Returns (emulated sum, normal part, anomalous part)."""
+    import torch
+
+    parts = [torch.stack(torch.autograd.grad(features[c], deep, grad_features[c], retain_graph=True))
+             for c in range(features.shape[0])]
+    return sum(p.half().float() for p in parts), *parts
+
+
+def assert_within_fp16_rounding(ours: torch.Tensor, parts: tuple[torch.Tensor, ...], theirs: np.ndarray) -> int:
+    """|ours - theirs| <= the sum of one fp16 spacing of each part, per element; returns how many differ at all.
+
+    Our fp32 gradients differ from theirs by ~1e-6 relative, which moves a few values across an fp16 rounding
+    boundary: those differ by exactly one fp16 spacing of a part, all others are equal.
+    """
+    diff = np.abs(ours.numpy() - theirs)
+    spacing = sum(np.spacing(np.abs(p.numpy()).astype(np.float16)).astype(np.float32) for p in parts)
+    assert (diff <= spacing).all(), f"max |diff| / fp16 spacing = {(diff / spacing).max():.3g}"
+    return int((diff > 1e-6 * np.abs(theirs).max()).sum())

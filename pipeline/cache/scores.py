@@ -2,7 +2,8 @@
 
 Layout (README "evaluate"): `points/<r>/score` and `points/<r>/label`, `global_score` (N,), `meta/{id,
 class,label}`; organized sources also `grid_score` and `grid_gt` (N, H, W), the exact maps the
-AUPROs used. Kept in the cache package because it is the other Zarr hierarchy the project writes.
+AUPROs used (the whole smoothed grid, background included), and `grid_valid` (the object's cells, the
+`object` metrics' mask). Kept in the cache package because it is the other Zarr hierarchy the project writes.
 """
 
 from __future__ import annotations
@@ -30,19 +31,20 @@ class ScoresStore:
         for key, values in (("id", meta.ids), ("class", meta.classes)):
             self.z.create_array(f"meta/{key}", data=np.asarray(values, dtype=np.dtypes.StringDType()),
                                 chunks=(max(n, 1),))
-        self.grid_score = self.grid_gt = None
+        self.grid_score = self.grid_gt = self.grid_valid = None
         if grid_shape is not None:
             self.grid_score = store.create_rows_array(self.z, "grid_score", (n, *grid_shape), np.float32)
             self.grid_gt = store.create_rows_array(self.z, "grid_gt", (n, *grid_shape), np.uint8)
+            self.grid_valid = store.create_rows_array(self.z, "grid_valid", (n, *grid_shape), bool, fill_value=False)
 
     def write(self, r: int, score: np.ndarray, label: np.ndarray, global_score: float,
-              grid: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        """Row r's point scores and labels, its global score, and (organized) its score and GT maps."""
+              grid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+        """Row r's point scores and labels, its global score, and (organized) its score, GT and valid maps."""
         self.z.create_array(f"points/{r}/score", data=np.asarray(score, np.float32), overwrite=True)
         self.z.create_array(f"points/{r}/label", data=label, overwrite=True)
         self.glob[r] = global_score
         if grid is not None and self.grid_score is not None:
-            self.grid_score[r], self.grid_gt[r] = grid
+            self.grid_score[r], self.grid_gt[r], self.grid_valid[r] = grid
 
     def global_score(self, r: int) -> float:
         """Row r's stored global score."""

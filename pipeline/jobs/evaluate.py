@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ...model.inference import score_cloud, view_maps
+from ...model.inference import score_cloud_maps, view_maps
 from ..cache import store
 from ..cache.runner import progress
 from ..cache.schema import CachedSamples
@@ -35,6 +35,8 @@ from .checkpoint import Checkpoint, load_checkpoint, text_features
 from .train import check_model
 
 PROTOCOLS = ("one-vs-rest", "cross-dataset")
+AUPRO_NOTE = ("official (exact, FPR 0.3) and pointad (200 arange thresholds); p_auroc and both AUPROs on the "
+              "whole smoothed grid as the paper's, *_object on the object's cells only")
 MODALITIES = ("point", "fused", "rgb")
 TINY_NOTE = ("Features come from the randomly initialised `tiny` model: these numbers measure the pipeline, "
              "not CLIP's zero-shot transfer. For the method's numbers, encode with the real ViT-L-14-336 "
@@ -105,18 +107,26 @@ class ClassMaps:
     labels: list[int] = field(default_factory=list)
     scores: list[np.ndarray] = field(default_factory=list)
     point_labels: list[np.ndarray] = field(default_factory=list)
-    grids: np.ndarray | None = None  # (n, H, W) float32, filled in place: no stacked copy later
+    grids: np.ndarray | None = None  # (n, H, W) float32 whole smoothed grids, filled in place
     gts: np.ndarray | None = None  # (n, H, W) uint8
+    valids: np.ndarray | None = None  # (n, H, W) bool: the object's cells
 
     def metrics(self, organized: bool) -> dict[str, float]:
-        """METHOD.md §9 on this class: grid AUPROs for organized data, the Real3D protocol otherwise."""
-        from ...model.metrics import aupro_official, aupro_pointad, image_metrics, point_auroc, real3d_point_metrics
+        """METHOD.md §9 on this class: whole-grid metrics and their `object` companions, or the Real3D protocol."""
+        from ...model.metrics import (
+            aupro_official,
+            aupro_pointad,
+            image_metrics,
+            pixel_auroc_grid,
+            real3d_point_metrics,
+        )
 
         res = image_metrics(np.array(self.globals_), np.array(self.labels))
         if organized:
-            res["p_auroc"] = point_auroc(np.concatenate(self.scores), np.concatenate(self.point_labels))
-            res["aupro_official"] = aupro_official(self.grids, self.gts)
-            res["aupro_pointad"] = aupro_pointad(self.grids, self.gts)
+            for suffix, valid in (("", None), ("_object", self.valids)):
+                res[f"p_auroc{suffix}"] = pixel_auroc_grid(self.grids, self.gts, valid)
+                res[f"aupro_official{suffix}"] = aupro_official(self.grids, self.gts, valid=valid)
+                res[f"aupro_pointad{suffix}"] = aupro_pointad(self.grids, self.gts, valid=valid)
         else:
             res.update(real3d_point_metrics(self.scores, self.point_labels))
         return {k: float(v) for k, v in res.items()}
@@ -167,15 +177,16 @@ class Run:
 
 
 def _score_row(run: Run, r: int, cls_text: Any) -> tuple[np.ndarray, float, Any]:
-    """One row's smoothed point map and global score, stored in scores.zarr."""
+    """One row's final point map and global score (and, organized, its whole-grid maps), stored in scores.zarr."""
     row = run.samples.scoring(r, run.organized, with_rgb=run.opts.modality != "point")
-    amap, g = score_cloud(row.patch, row.glob, row.pt2pix, cls_text, run.samples.grid, run.samples.size, row.xyz,
-                          row.grid, run.grid_shape, None if run.organized else median_spacing(row.xyz),
-                          run.ckpt.config.tau, rgb=row.rgb, modality=run.opts.modality)
+    scored = score_cloud_maps(row.patch, row.glob, row.pt2pix, cls_text, run.samples.grid, run.samples.size,
+                              row.xyz, row.grid, run.grid_shape, None if run.organized else median_spacing(row.xyz),
+                              run.ckpt.config.tau, rgb=row.rgb, modality=run.opts.modality)
+    amap, g = scored.points, scored.global_score
     grids = None
     if run.organized:
-        grids = (np.zeros(run.grid_shape, np.float32), np.zeros(run.grid_shape, np.uint8))
-        grids[0].flat[row.grid], grids[1].flat[row.grid] = amap, row.y
+        grids = (scored.grid.astype(np.float32), np.zeros(run.grid_shape, np.uint8), np.zeros(run.grid_shape, bool))
+        grids[1].flat[row.grid], grids[2].flat[row.grid] = row.y, True
     run.scores.write(r, amap, row.y, g, grids)
     if run.opts.write_ply:
         cls = run.meta.classes[r]
@@ -189,6 +200,7 @@ def score_class(run: Run, cls: str, rows: list[int], tick: Callable[[], None]) -
     if run.organized:
         acc.grids = np.zeros((len(rows), *run.grid_shape), np.float32)
         acc.gts = np.zeros((len(rows), *run.grid_shape), np.uint8)
+        acc.valids = np.zeros((len(rows), *run.grid_shape), bool)
     cls_text = run.text[run.prompt_classes.index(cls)] if run.prompt_classes else run.text
     for i, r in enumerate(rows):
         amap, g, (y, grids) = _score_row(run, r, cls_text)
@@ -198,7 +210,7 @@ def score_class(run: Run, cls: str, rows: list[int], tick: Callable[[], None]) -
         acc.scores.append(amap)
         acc.point_labels.append(y)
         if grids is not None:
-            acc.grids[i], acc.gts[i] = grids
+            acc.grids[i], acc.gts[i], acc.valids[i] = grids
         tick()
     return acc.metrics(run.organized), _class_figures(run, cls, acc, cls_text)
 
@@ -276,7 +288,7 @@ def evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path,
               "options": options_record(opts),
               "model": side["model"], "modality": opts.modality, "rgb": opts.modality != "point",
               "grid": list(run.grid_shape) if run.organized else "full resolution",
-              "aupro": "official (exact, FPR 0.3) and pointad (200 thresholds)" if run.organized else "none",
+              "aupro": AUPRO_NOTE if run.organized else "none",
               "per_class": results, "mean": mean}
     markdown_report(out, report, figures, [TINY_NOTE] if side["model"] == "tiny" else [])
     write_metrics(out, report)

@@ -191,6 +191,10 @@ def markdown_report(out: Path, report: dict, figures: dict[str, dict[str, str]],
     if any(c.startswith("aupro") for c in cols):
         lines += ["AUPRO (PointAD-style) is the variant the PointAD paper's numbers use; AUPRO (official) is "
                   "MVTec 3D-AD's exact integration up to FPR 0.3.", ""]
+    if any(c.endswith("_object") for c in cols):
+        lines += ["P-AUROC and the AUPROs are computed as the paper's code does, on the whole smoothed 336² grid, "
+                  "where background cells far from the object are easy normals. The *(object)* columns count "
+                  "the object's cells only: the gap between the two shows how much of a number is background.", ""]
     if figures:
         lines += ["## Figures", ""]
         for cls in [*[c for c in per_class if c in figures], *[c for c in figures if c not in per_class]]:

@@ -14,9 +14,12 @@ from typing import Any
 
 from .atomic import write_text
 
-METRIC_ORDER = ["i_auroc", "ap", "p_auroc", "p_ap", "aupro_official", "aupro_pointad"]
+METRIC_ORDER = ["i_auroc", "ap", "p_auroc", "p_ap", "aupro_official", "aupro_pointad", "p_auroc_object",
+                "aupro_official_object", "aupro_pointad_object"]
 HEADERS = {"i_auroc": "I-AUROC", "ap": "AP", "p_auroc": "P-AUROC", "p_ap": "P-AP",
-           "aupro_official": "AUPRO (official)", "aupro_pointad": "AUPRO (PointAD-style)"}
+           "aupro_official": "AUPRO (official)", "aupro_pointad": "AUPRO (PointAD-style)",
+           "p_auroc_object": "P-AUROC (object)", "aupro_official_object": "AUPRO official (object)",
+           "aupro_pointad_object": "AUPRO PointAD-style (object)"}
 DASH = "\u2013"
 
 

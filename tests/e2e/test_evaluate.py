@@ -68,11 +68,12 @@ def test_cross_dataset_scores_every_class_with_the_real3d_protocol(two_datasets:
 
 def test_evaluate_rgb_fusion_reads_the_cached_rgb_features(learn_cache: Path, ball_checkpoint: Path,
                                                            tmp_path: Path) -> None:
-    """--rgb scores equal METHOD's fusion of the cached point map and the cached RGB image's map."""
+    """--rgb scores equal METHOD's fusion (on the whole grid) of the cached point map and the RGB image's map."""
     import torch
+    import torch.nn.functional as F  # noqa: N812
+    from scipy.ndimage import gaussian_filter
 
-    from pointad_pipe.model.backproject import backproject, sample_at_pixels
-    from pointad_pipe.model.inference import fuse_grid, fused_global
+    from pointad_pipe.model.backproject import backproject
     from pointad_pipe.model.similarity import patch_maps, similarity_logits
     from pointad_pipe.pipeline.catalog import load_catalog
     from pointad_pipe.pipeline.stages.train import TrainConfig, prompt_learner
@@ -113,16 +114,21 @@ def test_evaluate_rgb_fusion_reads_the_cached_rgb_features(learn_cache: Path, ba
                         torch.from_numpy(np.asarray(render[f"points/{row}/pt2pix"][:]).astype(np.int64)), size)[0]
         rgb_map = patch_maps(torch.from_numpy(np.asarray(enc["rgb_patch"][row])[layer].astype(np.float32))[None, None],
                              text, grid)[0, 0]
-        c = sample_at_pixels(rgb_map, torch.from_numpy(np.asarray(render[f"points/{row}/rgb_pix"][:]).astype(np.int64)),
-                             size)[:, 1]
+        # C: the RGB image's S_a at every pixel (the grid and the RGB image are both 336² here)
+        c = F.interpolate(rgb_map[None, 1:2], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
         p_rgb = similarity_logits(torch.from_numpy(np.asarray(enc["rgb_global"][row]).astype(np.float32))[None],
                                   text).softmax(-1)[0, 1]
         p_views = similarity_logits(torch.from_numpy(np.asarray(enc["global"][row]).astype(np.float32)),
                                     text).softmax(-1)[:, 1]
     assert bool(np.asarray(render[f"points/{row}/pt2pix"][:]).max(1).min() >= 0)  # every point seen: no fill
-    fused = fuse_grid(a[:, 1].numpy().astype(np.float64), c.numpy().astype(np.float64), cells, shape)
-    np.testing.assert_allclose(zf[f"points/{row}/score"][:], fused, atol=1e-5)
-    assert float(zf["global_score"][row]) == pytest.approx(fused_global(fused, float(p_rgb), p_views.numpy()),
+    assert shape == (size, size)
+    point_grid = np.zeros(shape)
+    point_grid.flat[cells] = a[:, 1].numpy()
+    fused = gaussian_filter((gaussian_filter(point_grid, 4.0) + gaussian_filter(c.numpy().astype(np.float64), 4.0)) / 2,
+                            4.0)
+    np.testing.assert_allclose(zf[f"points/{row}/score"][:], fused.flat[cells], atol=1e-5)
+    np.testing.assert_allclose(zf["grid_score"][row], fused, atol=1e-5)
+    assert float(zf["global_score"][row]) == pytest.approx(fused.max() + (float(p_rgb) + float(p_views.mean())) / 2,
                                                            abs=1e-5)
     assert not np.allclose(zp[f"points/{row}/score"][:], zf[f"points/{row}/score"][:])
     np.testing.assert_array_equal(zp[f"points/{row}/label"][:], zf[f"points/{row}/label"][:])

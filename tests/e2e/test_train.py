@@ -51,11 +51,18 @@ def test_train_then_evaluate_end_to_end(learn_cache: Path, tmp_path: Path) -> No
     assert abs(box["ap"] - average_precision_score(labels, glob)) < 1e-9
     pts = np.concatenate([z[f"points/{r}/score"][:] for r in rows])
     lab = np.concatenate([z[f"points/{r}/label"][:] for r in rows])
-    assert abs(box["p_auroc"] - roc_auc_score(lab, pts)) < 1e-6
     maps, gts = np.asarray(z["grid_score"][:])[rows], np.asarray(z["grid_gt"][:])[rows]
-    assert int(gts.sum()) == int(lab.sum())  # the grid holds exactly the points' labels
+    valid = np.asarray(z["grid_valid"][:])[rows]
+    assert int(gts.sum()) == int(lab.sum()) and int(valid.sum()) == len(pts)  # the grid holds exactly the points
+    np.testing.assert_allclose(maps[valid], pts, rtol=1e-6)  # the points' scores are the grid's at their cells
+    assert (maps[~valid] != 0).any()  # the paper's grid: the blur leaks into background and holes
+    # the paper's whole-grid metrics, and the object-only companions
+    assert abs(box["p_auroc"] - roc_auc_score(gts.ravel(), maps.ravel())) < 1e-6
+    assert abs(box["p_auroc_object"] - roc_auc_score(lab, pts)) < 1e-6
     assert abs(box["aupro_official"] - sorted_aupro_official(maps, gts)) < 1e-9
+    assert abs(box["aupro_official_object"] - sorted_aupro_official(maps, gts, valid=valid)) < 1e-9
     assert abs(box["aupro_pointad"] - brute_aupro_pointad(maps, gts)) < 1e-9
+    assert abs(box["aupro_pointad_object"] - brute_aupro_pointad(maps, gts, valid=valid)) < 1e-9
     assert 0 <= box["aupro_official"] <= 1 and (tmp_path / "ev" / "metrics.csv").read_text().startswith("class,")
     # the run folder: report with figures that exist, and scored clouds readable by Open3D
     report = (tmp_path / "ev" / "report.md").read_text()

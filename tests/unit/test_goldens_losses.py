@@ -34,8 +34,14 @@ from pointad_pipe.model.prompts import PromptLearner
 from pointad_pipe.model.similarity import patch_maps, similarity_logits
 from pointad_pipe.pipeline.stages.train import LOSS_TERMS, Batch, TrainConfig, step_terms
 
-from ..helpers import assert_near_official, official, official_pt2pix, official_small_model
-from .test_goldens_model import assert_within_fp16_rounding, fp16_deep_grads
+from ..helpers import (
+    assert_near_official,
+    assert_within_fp16_rounding,
+    fp16_deep_grads,
+    official,
+    official_pt2pix,
+    official_small_model,
+)
 
 SIZE, GRID, CFG = 336, (24, 24), TrainConfig()
 FOCAL_EPS_ABS = 3e-5  # our 2D local term without the focal-eps emulation (measured 1.5e-5, 1.7e-5, 2.7e-6)

@@ -21,7 +21,15 @@ from pointad_pipe.model.encoder import PatchEncoder
 from pointad_pipe.model.prompts import PromptLearner
 from pointad_pipe.model.registry import default_dpam_blocks
 
-from ..helpers import OFFICIAL, SHARED_OFFICIAL, assert_near_official, official, official_small_model
+from ..helpers import (
+    OFFICIAL,
+    SHARED_OFFICIAL,
+    assert_near_official,
+    assert_within_fp16_rounding,
+    fp16_deep_grads,
+    official,
+    official_small_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,26 +82,6 @@ def c2_learner(small: torch.nn.Module, g: dict[str, np.ndarray], fp16_deep: bool
         for p, value in zip(learner.deep, torch.from_numpy(g["deep"]), strict=True):
             p.copy_(value.half().float() if fp16_deep else value)
     return learner
-
-
-def fp16_deep_grads(features: torch.Tensor, grad_features: torch.Tensor, deep: list) -> tuple[torch.Tensor, ...]:
-    """The authors' deep-prompt gradient: each prompt's part rounded to fp16 (their `.half()` after the expand
-    over the two prompts), the two parts summed in fp32. Returns (emulated sum, normal part, anomalous part)."""
-    parts = [torch.stack(torch.autograd.grad(features[c], deep, grad_features[c], retain_graph=True))
-             for c in range(features.shape[0])]
-    return sum(p.half().float() for p in parts), *parts
-
-
-def assert_within_fp16_rounding(ours: torch.Tensor, parts: tuple[torch.Tensor, ...], theirs: np.ndarray) -> int:
-    """|ours - theirs| <= the sum of one fp16 spacing of each part, per element; returns how many differ at all.
-
-    Our fp32 gradients differ from theirs by ~1e-6 relative, which moves a few values across an fp16 rounding
-    boundary: those differ by exactly one fp16 spacing of a part, all others are equal.
-    """
-    diff = np.abs(ours.numpy() - theirs)
-    spacing = sum(np.spacing(np.abs(p.numpy()).astype(np.float16)).astype(np.float32) for p in parts)
-    assert (diff <= spacing).all(), f"max |diff| / fp16 spacing = {(diff / spacing).max():.3g}"
-    return int((diff > 1e-6 * np.abs(theirs).max()).sum())
 
 
 def test_c2_text_tower_with_prompt_learner_and_its_gradients(small: torch.nn.Module) -> None:
