@@ -47,7 +47,7 @@ def dataset(work: Path, name: str, classes: list[str], per_defect: int, good: in
     cat = work / "catalog.yaml"
     spec = yaml.safe_load(cat.read_text()) if cat.is_file() else {"cache": str(work / "cache"), "datasets": {}}
     spec["datasets"][name] = {"format": "mvtec3d", "root": str(work / name / "mvtec3d"), "splits": ["test"],
-                              "clean": {"units": "absolute", **extra["clean"]}, **extra["rest"]}
+                              "clean": {"units": "m", **extra["clean"]}, **extra["rest"]}
     cat.write_text(yaml.safe_dump(spec))
     return cat
 

@@ -37,7 +37,7 @@ def prepare(folder: Path, model: str, samples: int):  # noqa: ANN201
                    n_test_per_defect=max(1, (samples - 1) // 5), layouts=("mvtec3d",))
     (folder / "cat.yaml").write_text(yaml.safe_dump({"cache": str(folder / "cache"), "datasets": {"s": {
         "format": "mvtec3d", "root": str(folder / "syn" / "mvtec3d"), "splits": ["test"],
-        "clean": {"units": "absolute"}}}}))
+        "clean": {"units": "m"}}}}))
     cat = load_catalog(folder / "cat.yaml")
     run_encode(cat, cat.dataset("s"), RunOptions(workers=0, progress=False),
                EncodeOptions(device="cpu", weights="random"), {"model": model, "layers": None})

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_CHECKER = ROOT.parent / "shared" / "tools" / "check_cache.py"
 CHECKER = SHARED_CHECKER if SHARED_CHECKER.is_file() else ROOT / "tests" / "contract" / "check_cache.py"
 
-SYNTH = {"clean": {"units": "absolute"}}  # the synthetic scanner's metre-valued scene (see data_catalog.yaml)
+SYNTH = {"clean": {"units": "m"}}  # the synthetic scanner works in metres (see data_catalog.yaml)
 
 
 def write_catalog(folder: Path, datasets: dict, cache: str = "cache") -> Path:

@@ -41,7 +41,7 @@ def demo_catalog(folder: Path, seed: int) -> Path:
     path.write_text(yaml.safe_dump({
         "cache": "./cache",
         "datasets": {DATASET: {"format": "mvtec3d", "root": "./data/mvtec3d", "generate": {"seed": seed},
-                               "splits": ["test"], "clean": {"units": "absolute"}}},
+                               "splits": ["test"], "clean": {"units": "m"}}},
     }, sort_keys=False))
     return path
 

@@ -10,9 +10,11 @@ Steps, in order (labels, rgb and grid index follow every step):
    padding at the bottom and right) and resized to `grid_size`^2 (xyz nearest, rgb bicubic, gt
    bilinear then > 0.5); unorganized clouds are capped at `max_points` by farthest-point sampling.
 
-Thresholds are in metres at MVTec 3D-AD's spacing. With `units: relative` (the default) they are
-scaled by (median nearest-neighbour spacing / `ref_spacing`), so millimetre data, or data of
-another density, is cleaned the same way; `units: absolute` uses the numbers as they are.
+Thresholds are physical distances in metres (METHOD.md §1: plane band 5 mm, DBSCAN radius 6 mm),
+whatever the scanner's density: a coarse scan of a thin part keeps its part. `units` says what the
+cloud's coordinates are in (`m`, `mm`, or `auto`: millimetres when the valid points span more than
+`AUTO_MM_EXTENT`, which no inspected part does in metres). When a step would remove almost every
+point, the row fails with the counts and the threshold used, instead of going on with crumbs.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from PIL import Image
 
 from ..errors import SampleError
 from ..loaders.base import Sample
-from .geometry import median_spacing
 
-VERSION = 1
+VERSION = 2  # 2: physical thresholds with `units` m | mm | auto (1 scaled them with point spacing)
 GRID_RESAMPLE_DEFAULT = 336
-#: Typical full-resolution point spacing of MVTec 3D-AD scans (metres). Relative thresholds equal
-#: the paper's metre values at this spacing.
-MVTEC_SPACING_M = 0.0002
+UNITS = {"m": 1.0, "mm": 1000.0}  # coordinate units per metre
+#: `auto`: a cloud whose valid points span more than this (bounding-box diagonal) is in millimetres.
+AUTO_MM_EXTENT = 5.0
+#: A step that leaves fewer than this share of its input (or fewer than DBSCAN's minimum) fails the row.
+MIN_KEPT_SHARE = 0.01
 #: Above this many distance updates (points x samples), exact FPS is replaced by voxel thinning:
 #: Open3D's FPS is O(n k), ~1 s per 1e9 on this machine.
 FPS_BUDGET = 2e9
@@ -49,8 +52,7 @@ class CleanConfig:
     dbscan: bool = True
     dbscan_eps: float = 0.006
     dbscan_min_points: int = 30
-    units: str = "relative"  # relative | absolute
-    ref_spacing: float = MVTEC_SPACING_M
+    units: str = "auto"  # auto | m | mm: the cloud's coordinate unit (thresholds are in metres)
     grid_size: int | None = GRID_RESAMPLE_DEFAULT
     pad_multiple: int = 100
     max_points: int | None = None
@@ -60,8 +62,8 @@ class CleanConfig:
     def __post_init__(self) -> None:
         if self.plane not in ("border", "all", "none"):
             raise ValueError(f"plane must be border, all or none, got {self.plane!r}")
-        if self.units not in ("relative", "absolute"):
-            raise ValueError(f"units must be relative or absolute, got {self.units!r}")
+        if self.units not in ("auto", *UNITS):
+            raise ValueError(f"units must be auto, m or mm, got {self.units!r}")
 
 
 #: Per-format defaults (the catalog's `clean:` overrides them).
@@ -210,19 +212,20 @@ def clean_sample(sample: Sample, cfg: CleanConfig) -> Cleaned:
     keep = valid_points(xyz)
     if not keep.any():
         raise SampleError(sample.ref.source, "no valid points (all zero, NaN or inf)")
-    spacing = median_spacing(xyz[keep], cfg.seed)
-    scale = spacing / cfg.ref_spacing if cfg.units == "relative" and spacing > 0 else 1.0
+    unit = cloud_unit(xyz[keep], cfg.units)
+    scale = UNITS[unit]
     if cfg.plane != "none":
         fit = keep.copy()
         if cfg.plane == "border" and sample.organized:
             fit &= border_mask(sample.grid_shape, cfg.border_px).reshape(-1)
         idx = np.flatnonzero(keep)
         keep[idx] = remove_plane(xyz[idx], fit[idx], cfg, scale)
-    if cfg.dbscan and keep.any():
+        _check_kept(sample, idx.size, int(keep.sum()), cfg, f"plane removal (band {cfg.plane_drop_dist:g} m)", unit)
+    if cfg.dbscan:
         idx = np.flatnonzero(keep)
         keep[idx] = largest_cluster(xyz[idx], cfg, scale)
-    if not keep.any():
-        raise SampleError(sample.ref.source, "no valid points after cleaning")
+        _check_kept(sample, idx.size, int(keep.sum()), cfg, f"the largest DBSCAN cluster (radius {cfg.dbscan_eps:g} m, "
+                                                            f"{cfg.dbscan_min_points} points)", unit)
     if sample.organized and cfg.grid_size:
         return _resampled_grid(sample, xyz, keep, valid_points(xyz) & ~keep, cfg)
     idx = np.flatnonzero(keep)
@@ -237,6 +240,22 @@ def clean_sample(sample: Sample, cfg: CleanConfig) -> Cleaned:
         rgb=None if sample.rgb is None else sample.rgb[idx].astype(np.uint8),
         grid=None if sample.grid is None else sample.grid[idx].astype(np.int32),
         grid_shape=sample.grid_shape, rgb_grid=rgb_grid)
+
+
+def cloud_unit(xyz: np.ndarray, units: str) -> str:
+    """`m` or `mm`: the configured unit, or for `auto` the one the cloud's extent implies."""
+    if units != "auto":
+        return units
+    extent = float(np.linalg.norm(np.ptp(np.asarray(xyz, np.float64), axis=0))) if len(xyz) else 0.0
+    return "mm" if extent > AUTO_MM_EXTENT else "m"
+
+
+def _check_kept(sample: Sample, before: int, after: int, cfg: CleanConfig, step: str, unit: str) -> None:
+    """Fail the row, with the numbers, when a step left (almost) nothing."""
+    if after >= max(MIN_KEPT_SHARE * before, min(cfg.dbscan_min_points, before), 1):
+        return
+    raise SampleError(sample.ref.source, f"no valid points after cleaning: {step} kept {after} of {before} points "
+                                         f"(coordinates read as {unit}; set clean `units` if that is wrong)")
 
 
 def border_mask(shape: tuple[int, int], px: int) -> np.ndarray:

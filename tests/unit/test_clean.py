@@ -1,4 +1,4 @@
-"""The clean stage on organized clouds with a known plane, in metres and in millimetres."""
+"""The clean stage on organized clouds with a known plane, in metres and in millimetres, fine and coarse scans."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ from pointad_pipe.pipeline.stages.clean import CleanConfig, clean_sample, farthe
 REF = SampleRef(id="t/test/good/000", cls="t", split="test", defect="good", label=0, source="mem://t")
 
 
-def scene(scale: float, seed: int = 0, h: int = 200, w: int = 240):
+def scene(scale: float, seed: int = 0, h: int = 200, w: int = 240, step: float = 0.0002):
     """An organized grid: a tilted table plane with a dome on it; returns xyz grid and object mask.
 
-    Spacing 0.2 mm in metres (MVTEC_SPACING_M, so the relative thresholds equal the metre values);
-    `scale` 1000 turns it into millimetres. Object = dome points more than the 5 mm drop distance
-    (plus a margin for the noise) above the table: lower ones are removed with the plane by design.
+    Spacing `step` in metres (0.2 mm, MVTec 3D-AD's); `scale` 1000 turns it into millimetres. Object =
+    dome points more than the 5 mm drop distance (plus a margin for the noise) above the table: lower
+    ones are removed with the plane by design.
     """
     rng = np.random.default_rng(seed)
-    step = 0.0002
     yy, xx = np.mgrid[0:h, 0:w]
     x = (xx - w / 2) * step
     y = (yy - h / 2) * step
@@ -59,14 +58,36 @@ def test_plane_removed_object_kept(scale: float) -> None:
     assert out.rgb.shape == (len(out.grid), 3)
 
 
-def test_absolute_units_break_on_millimetres() -> None:
-    """The metre thresholds applied as-is to millimetre data remove no plane: why `relative` exists."""
-    xyz, obj, miss, table = scene(1000.0)
-    out = clean_sample(organized(xyz), CleanConfig(grid_size=None, units="absolute", dbscan=False))
-    plane = table.reshape(-1) & ~miss.reshape(-1)
-    kept = np.zeros(obj.size, bool)
+def test_wrong_units_fail_the_row_with_the_numbers() -> None:
+    """Millimetre data declared as metres: the 6 mm DBSCAN radius becomes 6 µm, no cluster is left, and the row
+    says so with the counts and the unit it assumed (instead of going on with crumbs)."""
+    xyz, *_ = scene(1000.0)
+    with pytest.raises(SampleError, match=r"kept 0 of \d+ points \(coordinates read as m; set clean `units`"):
+        clean_sample(organized(xyz), CleanConfig(grid_size=None, units="m"))
+    out = clean_sample(organized(xyz), CleanConfig(grid_size=None, units="mm"))
+    assert len(out.xyz) > 1000
+
+
+def thin_part(scale: float, h: int = 180, w: int = 200):
+    """A coarse scan (0.6 mm spacing, 3x MVTec's) of a 1 cm tall box, 40 x 50 mm, on a tilted table."""
+    step = 0.0006
+    yy, xx = np.mgrid[0:h, 0:w]
+    x, y = (xx - w / 2) * step, (yy - h / 2) * step
+    part = (np.abs(x) < 0.025) & (np.abs(y) < 0.02)
+    z = 0.45 + 0.04 * x - 0.02 * y - np.where(part, 0.010, 0.0)
+    xyz = np.stack([x, y, z], -1) + np.random.default_rng(5).normal(0, 0.00003, (h, w, 3))
+    return (xyz * scale).astype(np.float32), part
+
+
+@pytest.mark.parametrize("scale", [1.0, 1000.0], ids=["metres", "millimetres"])
+def test_a_coarse_scan_of_a_thin_part_keeps_the_part(scale: float) -> None:
+    """Physical thresholds: a 5 mm plane band and a 6 mm DBSCAN radius, whatever the spacing (issue 12)."""
+    xyz, part = thin_part(scale)
+    out = clean_sample(organized(xyz), CleanConfig(grid_size=None))  # units: auto
+    kept = np.zeros(part.size, bool)
     kept[out.grid] = True
-    assert kept[plane].mean() > 0.5
+    assert kept[part.reshape(-1)].mean() >= 0.99
+    assert kept[~part.reshape(-1)].mean() <= 0.01
 
 
 def test_labels_rgb_grid_follow_resample() -> None:
