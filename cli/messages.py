@@ -7,7 +7,14 @@ naming the command that fixes it where there is one.
 
 from __future__ import annotations
 
-from pointad_pipe.pipeline.errors import CacheMissing, ModelMismatch, OptionError, PointadError, WeightsMissing
+from pointad_pipe.pipeline.errors import (
+    CacheMissing,
+    CheckpointMismatch,
+    ModelMismatch,
+    OptionError,
+    PointadError,
+    WeightsMissing,
+)
 
 #: library option name -> the flag that sets it
 FLAGS = {"device": "--device", "dtype": "--dtype", "layers": "--layers", "batch_size": "--batch-size",
@@ -40,6 +47,8 @@ def describe(exc: PointadError) -> str:
         if not exc.sha256:
             return f"{exc}: use --model {exc.held_model}, or encode with {exc.model} first"
         return f"{exc}; pass --weights to the file the features were encoded with"
+    if isinstance(exc, CheckpointMismatch) and exc.model is not None and exc.fits:
+        return f"{exc} (predict: --model {exc.fits[0]})"
     if isinstance(exc, WeightsMissing):
         return f"{exc} (--weights PATH)"
     return str(exc)

@@ -76,12 +76,19 @@ def _file_error(path: Path, exc: Exception) -> str:
 def predict(
     files: Annotated[list[Path], typer.Argument(
         help="Clouds or meshes to score: .ply .pcd .npy .stl .obj .off, or an MVTec-style xyz .tiff.")],
-    checkpoint: CheckpointOpt,
+    checkpoint: Annotated[Path, typer.Option(
+        help="A prompts .pt written by `train` (its .json sidecar beside it), or an official PointAD checkpoint "
+        "(the authors' {\"prompt_learner\": ...} .pth, no sidecar); the format is read from the file.")],
     out: Annotated[Path, typer.Option(help="Folder for <name>.ply, <name>_views.png and <name>.json per file.")],
     rgb: Annotated[list[Path] | None, typer.Option(
         "--rgb", help="The registered RGB image of a .tiff, fused into its scores; repeat once per FILE, in order.")]
     = None,
-    weights: Annotated[str | None, typer.Option(help="The weights file the checkpoint's cache was encoded with.")]
+    weights: Annotated[str | None, typer.Option(
+        help="The weights file the checkpoint's cache was encoded with; for an official checkpoint, the "
+        "--model's weights (default: found as for encode).")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Only for an official checkpoint: the CLIP it was trained on, ViT-L-14-336 (default), ViT-B-16 or "
+        "tiny; its text width must be the checkpoint's. Ours name their model in the sidecar (another is refused).")]
     = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -89,6 +96,9 @@ def predict(
 
     The model is loaded once for all FILES. A file that cannot be read or scored is reported and
     skipped; the others are still scored, and the exit code is 1 when any file failed.
+
+    An official PointAD checkpoint carries no sidecar: FILES are cleaned, rendered and encoded with
+    the default settings and scored on the last block of --model, the layer the authors trained on.
     """
 
     def body() -> int:
@@ -116,7 +126,7 @@ def predict(
             tqdm.write(typer.style(msg, fg=typer.colors.RED) if sys.stderr.isatty() else msg, file=sys.stderr)
             tick()
 
-        failures = predict_files(files, checkpoint, out, rgb, weights, device, scored, failed)
+        failures = predict_files(files, checkpoint, out, rgb, weights, device, scored, failed, model)
         for bar in bars:
             bar.close()
         if failures:

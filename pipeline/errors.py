@@ -83,3 +83,25 @@ def first_line(exc: BaseException) -> str:
     """A third-party exception as its type and first line (a library's multi-line dump cut short)."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class CheckpointMismatch(PointadError, ValueError):
+    """A checkpoint's prompts do not fit a model's text tower (or no cached model's).
+
+    Attributes:
+        path: the checkpoint.
+        width, depth: the prompts' width, and the text blocks their deep prompts need (blocks 2..depth).
+        model: the model checked against, or None when none was (`context` says what was looked at).
+        model_width, model_depth: that model's text width and blocks, or None.
+        fits: the registered models whose text tower does take the prompts.
+    """
+
+    def __init__(self, path: object, width: int, depth: int, model: str | None, model_width: int | None,
+                 model_depth: int | None, fits: list[str], context: str = "") -> None:
+        self.path, self.width, self.depth, self.fits = str(path), width, depth, list(fits)
+        self.model, self.model_width, self.model_depth = model, model_width, model_depth
+        need = f"checkpoint {self.path} needs a text tower of width {width} with at least {depth} blocks"
+        what = f", but {model}'s has width {model_width} and {model_depth} blocks" if model else f": {context}"
+        fitting = (f"models whose text tower fits: {', '.join(self.fits)}" if self.fits
+                   else "no registered model's text tower fits")
+        super().__init__(f"{need}{what}; {fitting}")

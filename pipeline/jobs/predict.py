@@ -1,12 +1,15 @@
 """The predict job: score the user's own files with a trained checkpoint, no catalog, no cache.
 
 Each file goes through the same stages as a dataset sample (clean -> render -> encode -> score), in
-memory. The model and the prompts are loaded once (`Predictor`) for all files. The pipeline settings
-come from the checkpoint's sidecar (the render and encode configs of the cache it was trained on),
-so that a file is seen as the training samples were; the clean config is the training one for an
-MVTec-style `.tiff` when the checkpoint was trained on organized data, and the `files` defaults
-otherwise. Outputs per file: `<name>.ply` (the score as a scalar field), `<name>_views.png` (the
-views and their score maps), `<name>.json` (global score and where it came from).
+memory. The model and the prompts are loaded once (`Predictor`) for all files, the CLIP model a single
+time for both the text features and the image encoder. The pipeline settings come from the
+checkpoint's sidecar (the render and encode configs of the cache it was trained on), so that a file
+is seen as the training samples were; the clean config is the training one for an MVTec-style
+`.tiff` when the checkpoint was trained on organized data, and the `files` defaults otherwise. An
+official PointAD checkpoint has no sidecar: it is scored with the default settings on the last
+block of the model the caller names (`OFFICIAL_MODEL` by default). Outputs per file: `<name>.ply`
+(the score as a scalar field), `<name>_views.png` (the views and their score maps), `<name>.json`
+(global score and where it came from).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 
 from ...model.inference import score_cloud, view_maps
 from ..config import build_config
-from ..errors import ModelMismatch, PointadError, SampleError
+from ..errors import ModelMismatch, OptionError, PointadError, SampleError
 from ..loaders.base import LABEL_UNKNOWN, Sample, SampleRef
 from ..loaders.files import SUFFIXES, FilesLoader
 from ..loaders.mvtec3d import organized_sample, read_rgb, read_xyz
@@ -31,10 +34,10 @@ from ..outputs.names import safe_name
 from ..outputs.report import MontageSample, class_montage
 from ..outputs.scored_cloud import write_scored_ply
 from ..stages.clean import FORMAT_DEFAULTS, CleanConfig, clean_sample
-from ..stages.encode import EncodeConfig, get_encoder
+from ..stages.encode import EncodeConfig, Encoder
 from ..stages.geometry import median_spacing
 from ..stages.render import RenderConfig, render_sample
-from .checkpoint import load_checkpoint, text_features
+from .checkpoint import OFFICIAL_MODEL, Checkpoint, load_checkpoint, official_layer, text_features
 from .encode import encoder_key
 from .identity import prepare_encode
 
@@ -82,33 +85,59 @@ def stage_config(cls: type, stored: dict[str, Any] | None) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in (stored or {}).items() if k in names}
 
 
+def open_checkpoint(path: Path, model: str | None, weights: str | None, device: str) -> tuple[Checkpoint, Any]:
+    """A checkpoint that predict can use, and its model's encode setup, checked before any model loads.
+
+    Ours names its model in the sidecar (`model`, if given, must be that one) and must find the
+    weights it was trained with. An official checkpoint is taken for `model` (default
+    `OFFICIAL_MODEL`) scored on its last block, with whatever weights are found for it.
+    """
+    ckpt = load_checkpoint(path)
+    if ckpt.official:
+        name = model or OFFICIAL_MODEL
+        ckpt = ckpt.filled(model=name, scored_layers=[official_layer(name)])
+    elif model and model != ckpt.side["model"]:
+        raise OptionError("model", model, f"checkpoint {path} was trained on features of {ckpt.side['model']}, "
+                                          f"which its sidecar names")
+    if ckpt.config.prompts == "coop":
+        raise PointadError("predict scores with object-agnostic prompts; this checkpoint learned `coop` "
+                           "prompts per class name")
+    side = ckpt.side
+    enc_cfg = stage_config(EncodeConfig, (side.get("pipeline") or {}).get("encode"))
+    enc_cfg = EncodeConfig(**enc_cfg) if enc_cfg else EncodeConfig(model=side["model"],
+                                                                   layers=tuple(side["scored_layers"]))
+    prep = prepare_encode(enc_cfg, weights, device)
+    if ckpt.official:
+        return ckpt.filled(weights_sha256=prep.weights.sha256), prep
+    if prep.weights.sha256 != side["weights_sha256"]:
+        raise ModelMismatch(f"the checkpoint was trained on features of {side['model']} with weights sha256 "
+                            f"{side['weights_sha256'][:12]}..., but the weights found ({prep.weights.pretrained}) "
+                            f"have {prep.weights.sha256[:12]}...", side["model"], side["weights_sha256"],
+                            side["model"], prep.weights.sha256)
+    return ckpt, prep
+
+
 class Predictor:
-    """A checkpoint's text features and the matching image encoder, loaded once for many files."""
+    """A checkpoint's text features and the matching image encoder, loaded once for many files.
+
+    The CLIP model is loaded once: the text features are computed from it first, in fp32, then the
+    same model becomes the image encoder (cast to the encode dtype, its vision tower hooked).
+    `model`: for an official checkpoint, the CLIP it was trained on (see `open_checkpoint`).
+    """
 
     def __init__(self, checkpoint: Path, weights: str | None = None, device: str = "cpu",
-                 modality: str = "point") -> None:
+                 modality: str = "point", model: str | None = None) -> None:
         from ...model.registry import get_spec
+        from ..stages.weights import load_model
 
-        self.ckpt = load_checkpoint(Path(checkpoint))
+        self.ckpt, prep = open_checkpoint(Path(checkpoint), model, weights, device)
         side = self.ckpt.side
-        if self.ckpt.config.prompts == "coop":
-            raise PointadError("predict scores with object-agnostic prompts; this checkpoint learned `coop` "
-                               "prompts per class name")
         self.pipeline = side.get("pipeline") or {}
-        enc_cfg = stage_config(EncodeConfig, self.pipeline.get("encode"))
-        enc_cfg = EncodeConfig(**enc_cfg) if enc_cfg else EncodeConfig(model=side["model"],
-                                                                       layers=tuple(side["scored_layers"]))
-        prep = prepare_encode(enc_cfg, weights, device)
-        if prep.weights.sha256 != side["weights_sha256"]:
-            raise ModelMismatch(f"the checkpoint was trained on features of {side['model']} with weights sha256 "
-                                f"{side['weights_sha256'][:12]}..., but the weights found ({prep.weights.pretrained}) "
-                                f"have {prep.weights.sha256[:12]}...", side["model"], side["weights_sha256"],
-                                side["model"], prep.weights.sha256)
         spec = get_spec(side["model"])
-        cfg = prep.config
-        self.encoder = get_encoder(encoder_key(prep, device))
-        self.text, _ = text_features(self.ckpt, spec, prep.weights, None, device)
-        self.layer = list(cfg.layers).index(side["scored_layers"][0])
+        clip = load_model(spec, prep.weights, device=device)
+        self.text, _ = text_features(self.ckpt, spec, prep.weights, None, device, model=clip)
+        self.encoder = Encoder(encoder_key(prep, device), model=clip)
+        self.layer = list(prep.config.layers).index(side["scored_layers"][0])
         self.grid = tuple(prep.model_info["patch_grid"])
         self.modality = modality
 
@@ -164,16 +193,18 @@ def write_prediction(pred: Prediction, out: Path, info: dict[str, Any]) -> dict[
 def predict_files(files: list[Path], checkpoint: Path, out: Path, rgb: list[Path] | None = None,
                   weights: str | None = None, device: str = "auto",
                   on_scored: Callable[[Path, dict[str, Any]], None] | None = None,
-                  on_failed: Callable[[Path, Exception], None] | None = None) -> list[Path]:
+                  on_failed: Callable[[Path, Exception], None] | None = None, model: str | None = None) -> list[Path]:
     """The predict command: load the model once, score and write each file; return the files that failed.
 
     A file that cannot be read or scored fails alone (`on_failed`); the others are still scored.
+    `model`: an official checkpoint's CLIP (`Predictor`).
     """
     from ..stages.encode import resolve_device
 
-    predictor = Predictor(checkpoint, weights, resolve_device(device), "fused" if rgb else "point")
+    predictor = Predictor(checkpoint, weights, resolve_device(device), "fused" if rgb else "point", model)
     out.mkdir(parents=True, exist_ok=True)
-    info = {"checkpoint": str(checkpoint), "model": predictor.ckpt.side["model"], "modality": predictor.modality}
+    info = {"checkpoint": str(checkpoint), "model": predictor.ckpt.side["model"], "modality": predictor.modality,
+            **({"checkpoint_format": "official"} if predictor.ckpt.official else {})}
     failures = []
     for i, path in enumerate(files):
         try:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -59,18 +59,22 @@ class EncoderKey:
 
 
 class Encoder:
-    """A loaded `PatchEncoder` on a device and dtype, with CLIP's preprocessing."""
+    """A loaded `PatchEncoder` on a device and dtype, with CLIP's preprocessing.
 
-    def __init__(self, key: EncoderKey) -> None:
+    `model`: the key's CLIP already loaded (fp32, on the key's device), used instead of loading it
+    again; it is cast to the key's dtype in place and hooked, so any text features must come first.
+    """
+
+    def __init__(self, key: EncoderKey, model: Any = None) -> None:
         import torch
 
         from ...model.encoder import PatchEncoder
         from ...model.registry import get_spec
         from .weights import Weights, load_model
 
-        spec = get_spec(key.model)
-        weights = Weights(key.weights_kind, key.weights_path, "", "")
-        model = load_model(spec, weights, device=key.device)
+        if model is None:
+            weights = Weights(key.weights_kind, key.weights_path, "", "")
+            model = load_model(get_spec(key.model), weights, device=key.device)
         self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[key.dtype]
         model = model.to(self.dtype)
         self.net = PatchEncoder(model, key.layers, key.dpam, key.dpam_blocks)

@@ -126,10 +126,13 @@ def step_terms(text: Any, batch: Batch, cfg: TrainConfig, grid: tuple[int, int],
     return terms
 
 
-def prompt_learner(classes: list[str] | None, cfg: TrainConfig, spec: Any, weights: Any, device: str) -> Any:
+def prompt_learner(classes: list[str] | None, cfg: TrainConfig, spec: Any, weights: Any, device: str,
+                   model: Any = None) -> Any:
     """A prompt learner on `spec`'s frozen text tower, its parameters drawn from `cfg.seed`.
 
-    `classes` only for `coop` prompts (one set per class name).
+    `classes` only for `coop` prompts (one set per class name). `model`: the spec's CLIP already
+    loaded with `weights` (fp32, on `device`), shared instead of loading another copy; the learner
+    hooks its text tower only while computing text features.
     """
     import open_clip
     import torch
@@ -139,7 +142,8 @@ def prompt_learner(classes: list[str] | None, cfg: TrainConfig, spec: Any, weigh
     from .weights import load_model
 
     register_project_configs()
-    model = load_model(spec, weights, device=device)
+    if model is None:
+        model = load_model(spec, weights, device=device)
     torch.manual_seed(cfg.seed)
     learner = PromptLearner(model, open_clip.get_tokenizer(spec.open_clip_name), classes,
                             cfg.n_ctx, cfg.deep_depth, cfg.deep_len)
