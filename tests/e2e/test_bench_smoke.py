@@ -33,6 +33,10 @@ EXPECTED: dict[str, list[str]] = {
         rf"^2x samples as 2x classes: +peak RSS x{NUM} \({NUM} %\)$",
         rf"^2x samples in one class: +peak RSS x{NUM} \({NUM} %\)$",
     ],
+    "predict_memory": [
+        r"^predict memory: one file \(3000 points\), a fresh process per case, CPU fp32",
+        rf"^ +tiny: model loaded twice {NUM} MB, once {NUM} MB -> once/twice x{NUM} \({NUM} %\)$",
+    ],
     "render": [
         r"^render: 9 views, 5000 points, 336\^2, median of 1$",
         r"^whole sample = shared work",
