@@ -24,7 +24,9 @@ SchedulerOpt = Annotated[str | None, typer.Option(
 StrictOpt = Annotated[bool, typer.Option(
     "--strict", help="Exit non-zero when any sample failed (by default only when nothing succeeded).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
-CheckpointOpt = Annotated[Path, typer.Option(help="A prompts .pt written by `train` (its .json sidecar beside it).")]
+CheckpointOpt = Annotated[Path, typer.Option(
+    help="A prompts .pt written by `train` (its .json sidecar beside it), or a checkpoint in the PointAD "
+    "authors' format (.pth).")]
 CacheWeightsOpt = Annotated[str | None, typer.Option(help="The weights file the cache was encoded with.")]
 LossOpt = Annotated[str, typer.Option(help="Loss terms, a subset of 3dg,3dl,2dg,2dl.")]
 DEFAULT_CATALOG = Path("data_catalog.yaml")

@@ -42,6 +42,9 @@ def evaluate(
     ply: Annotated[bool, typer.Option(help="Write every scored cloud as .ply under clouds/.")] = True,
     montage: Annotated[int, typer.Option(help="Samples per class in the report's montage.")] = 4,
     weights: CacheWeightsOpt = None,
+    train_class: Annotated[list[str] | None, typer.Option(
+        "--train-class", help="For an authors'-format checkpoint (.pth, no sidecar): the class(es) it was trained "
+        "on, left out of one-vs-rest (repeat the flag). Ours record them.")] = None,
 ) -> None:
     """Score cached samples with trained prompts: I-AUROC, AP, P-AUROC and both AUPROs per class, and a report."""
 
@@ -54,7 +57,7 @@ def evaluate(
         cat = load(catalog, cache)
         opts = EvalOptions(protocol=protocol, classes=classes, weights=weights,
                            modality="rgb" if rgb_only else "fused" if rgb else "point", write_ply=ply,
-                           montage_samples=montage)
+                           montage_samples=montage, train_classes=tuple(train_class or ()))
         report = run_eval(cat, cat.dataset(dataset), checkpoint, out, opts)
         print_table(report)
         typer.echo(f"report: {out / 'report.md'}")

@@ -54,6 +54,7 @@ class EvalOptions:
     write_ply: bool = True
     montage_samples: int = 4
     progress: bool = True
+    train_classes: tuple[str, ...] = ()  # an official checkpoint's training classes (its file does not say)
 
 
 def find_groups(catalog: Catalog, entry: DatasetEntry, side: dict[str, Any], protocol: str) -> tuple[Any, Any, Any]:
@@ -142,7 +143,10 @@ def _montage_rows(rows: list[int], labels: list[int], count: int) -> list[int]:
 
 def options_record(opts: EvalOptions) -> dict[str, Any]:
     """The options that change a run folder's content (not the progress bar)."""
-    return {k: v for k, v in asdict(opts).items() if k not in ("progress", "weights")}
+    record = {k: v for k, v in asdict(opts).items() if k not in ("progress", "weights")}
+    if not record["train_classes"]:
+        del record["train_classes"]  # our checkpoints name their classes; records stay as before
+    return record
 
 
 def finished_run(out: Path, checkpoint: Path, opts: EvalOptions) -> dict[str, Any] | None:
@@ -239,6 +243,9 @@ def _open_run(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path
     if opts.modality not in MODALITIES:
         raise OptionError("modality", opts.modality, f"expected one of {MODALITIES}")
     ckpt = load_checkpoint(checkpoint)
+    if ckpt.official:  # the authors' .pth: model, weights, scored layer and encode group come from the cache
+        groups = store.stage_groups(store.open_dataset(catalog.cache, entry.name), "encode")
+        ckpt = ckpt.for_encode([g.attrs for g in groups], opts.train_classes)
     side = ckpt.side
     enc, render, clean = find_groups(catalog, entry, side, opts.protocol)
     spec, resolved = check_model(enc, side["model"], opts.weights)

@@ -66,6 +66,23 @@ def test_cross_dataset_scores_every_class_with_the_real3d_protocol(two_datasets:
     assert code == 2 and "--rgb needs RGB features" in out, out
 
 
+def _text_from_files(checkpoint: Path) -> tuple[dict, object]:
+    """The sidecar and the text features of a checkpoint, read as files (the prompt tensors and the JSON)."""
+    import torch
+
+    from pointad_pipe.model.registry import get_spec
+    from pointad_pipe.pipeline.stages.train import TrainConfig, prompt_learner
+    from pointad_pipe.pipeline.stages.weights import resolve_weights
+
+    side = json.loads(checkpoint.with_suffix(".json").read_text())
+    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in side["train"].items()})
+    spec = get_spec(side["model"])
+    learner = prompt_learner(None, config, spec, resolve_weights(spec, None), "cpu")
+    learner.load_state_dict(torch.load(checkpoint, weights_only=True))
+    with torch.no_grad():
+        return side, learner()
+
+
 def test_evaluate_rgb_fusion_reads_the_cached_rgb_features(learn_cache: Path, ball_checkpoint: Path,
                                                            tmp_path: Path) -> None:
     """--rgb scores equal METHOD's fusion (on the whole grid) of the cached point map and the RGB image's map."""
@@ -76,7 +93,6 @@ def test_evaluate_rgb_fusion_reads_the_cached_rgb_features(learn_cache: Path, ba
     from pointad_pipe.model.backproject import backproject
     from pointad_pipe.model.similarity import patch_maps, similarity_logits
     from pointad_pipe.pipeline.catalog import load_catalog
-    from pointad_pipe.pipeline.stages.train import TrainConfig, prompt_learner
 
     for name, flag in (("point", []), ("fused", ["--rgb"])):
         code, out = run_cli("evaluate", "--catalog", str(learn_cache), "-d", "s", "--checkpoint",
@@ -89,21 +105,11 @@ def test_evaluate_rgb_fusion_reads_the_cached_rgb_features(learn_cache: Path, ba
 
     # independent: text features from the checkpoint's files (prompt tensors and JSON sidecar), then the
     # formulas on the raw cached arrays
-    side = json.loads(ball_checkpoint.with_suffix(".json").read_text())
-    prompts = torch.load(ball_checkpoint, weights_only=True)
-    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in side["train"].items()})
+    side, text = _text_from_files(ball_checkpoint)
     root = zarr.open_group(str(Path(load_catalog(learn_cache).cache) / "s.zarr"), mode="r")
     enc = root[f"encode/{side['encode_fingerprint']}"]
     render = root[f"render/{enc.attrs['upstream']}"]
     clean = root[f"clean/{render.attrs['upstream']}"]
-    from pointad_pipe.model.registry import get_spec
-    from pointad_pipe.pipeline.stages.weights import resolve_weights
-
-    spec = get_spec(side["model"])
-    learner = prompt_learner(None, config, spec, resolve_weights(spec, None), "cpu")
-    learner.load_state_dict(prompts)
-    with torch.no_grad():
-        text = learner()
     layer = list(enc.attrs["layers"]).index(side["scored_layers"][0])
     grid, size = tuple(enc.attrs["patch_grid"]), int(render.attrs["image_size"][0])
     shape = tuple(clean.attrs["grid_shape"])

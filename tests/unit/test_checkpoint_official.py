@@ -180,3 +180,21 @@ def test_for_encode_completes_an_official_checkpoint_from_the_cache(learn_cache:
     assert side["scored_layers"] == [4] and side["classes"] == ["ball"] and side["dataset"] is None
     with pytest.raises(CheckpointMismatch, match=r"no encode group of the dataset .*\(models encoded: tiny\)"):
         load_checkpoint(C7).for_encode([attrs])
+
+
+def test_evaluate_an_official_checkpoint_equals_our_format(learn_cache: Path, ball_checkpoint: Path,
+                                                           tmp_path: Path) -> None:
+    """evaluate takes the model, weights, scored block and encode group of an authors'-format file from the
+    cache, and the training classes from the caller: the same prompts score the same, in both protocols."""
+    from pointad_pipe.pipeline.catalog import load_catalog
+    from pointad_pipe.pipeline.jobs.evaluate import EvalOptions, evaluate
+
+    official, ours, _ = official_and_ours(ball_checkpoint, tmp_path)
+    cat = load_catalog(learn_cache)
+    for protocol in ("one-vs-rest", "cross-dataset"):
+        kw = {"protocol": protocol, "write_ply": False, "montage_samples": 0, "progress": False}
+        theirs = evaluate(cat, cat.dataset("s"), official, tmp_path / f"a_{protocol}",
+                          EvalOptions(train_classes=("ball",), **kw))
+        mine = evaluate(cat, cat.dataset("s"), ours, tmp_path / f"b_{protocol}", EvalOptions(**kw))
+        assert theirs["per_class"] == mine["per_class"] and theirs["train_classes"] == ["ball"]
+        assert set(mine["per_class"]) == ({"box"} if protocol == "one-vs-rest" else {"ball", "box"})
