@@ -16,6 +16,7 @@ from .options import (
     DatasetOpt,
     DeviceOpt,
     LossOpt,
+    fail,
     guarded,
     int_list,
     load,
@@ -90,6 +91,9 @@ def benchmark(
     ply: Annotated[bool, typer.Option(help="Write the scored clouds of every run.")] = False,
     weights: CacheWeightsOpt = None,
     device: DeviceOpt = "auto",
+    checkpoint: Annotated[list[str] | None, typer.Option(
+        "--checkpoint", help="CLASS=PATH: use this checkpoint for CLASS instead of training one (ours, or the "
+        "PointAD authors' .pth); repeat for several.")] = None,
 ) -> None:
     """Train (or reuse) one checkpoint per training class, evaluate each one-vs-rest, and tabulate mean ± std.
 
@@ -103,8 +107,14 @@ def benchmark(
         cat = load(catalog, cache)
         cfg = train_config(epochs, batch_size, lr, seed, "agnostic", loss, ())
         opts = EvalOptions(weights=weights, modality="fused" if rgb else "point", write_ply=ply)
+        given = {}
+        for item in checkpoint or []:
+            cls, sep, path = item.partition("=")
+            if not sep or not cls or not path:
+                raise fail(f"--checkpoint {item!r}: expected CLASS=PATH")
+            given[cls] = Path(path)
         run_benchmark(cat, cat.dataset(dataset), name_list(train_classes), out, cfg, opts, device, split,
-                      log=lambda m: typer.echo(m, err=True))
+                      log=lambda m: typer.echo(m, err=True), given=given)
         typer.echo((out / "benchmark.md").read_text())
         return 0
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..catalog import Catalog, DatasetEntry
+from ..errors import OptionError
 from ..outputs.names import safe_name
 from ..outputs.tables import write_benchmark
 from ..stages.train import TrainConfig
@@ -56,11 +57,26 @@ def run_key(encode_fp: str, cfg: TrainConfig) -> str:
     return hashlib.sha256(json.dumps([encode_fp, asdict(cfg)], sort_keys=True).encode()).hexdigest()[:8]
 
 
+def _given_run(catalog: Catalog, entry: DatasetEntry, cls: str, ckpt: Path, out: Path, opts: EvalOptions,
+               log: Callable[[str], None]) -> tuple[dict[str, Any], bool]:
+    """Evaluate a given checkpoint one-vs-rest with `cls` as its training class (reused when finished)."""
+    eval_dir = out / f"eval_{safe_name(cls)}"
+    eval_opts = EvalOptions(**{**asdict(opts), "protocol": "one-vs-rest", "classes": None, "train_classes": (cls,)})
+    done = finished_run(eval_dir, ckpt, eval_opts)
+    if done is not None:
+        log(f"[{cls}] reusing the evaluation of {ckpt} in {eval_dir}")
+        return done, True
+    log(f"[{cls}] evaluating the given {ckpt} on the other classes -> {eval_dir}")
+    return evaluate(catalog, entry, ckpt, eval_dir, eval_opts), False
+
+
 def benchmark(catalog: Catalog, entry: DatasetEntry, train_classes: list[str], out: Path, cfg: TrainConfig,
               opts: EvalOptions, device: str = "cpu", split: str = "test",
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+              log: Callable[[str], None] | None = None, given: dict[str, Path] | None = None) -> dict[str, Any]:
     """Train (or reuse) one checkpoint per class, evaluate each one-vs-rest, write the averaged table.
 
+    `given` {class: checkpoint} skips training for those classes: a checkpoint of ours or one in the
+    authors' format (e.g. a released PointAD `.pth`), evaluated with that class left out.
     Returns the table, plus `reused` {class: True when both its checkpoint and evaluation were reused}
     (not written to benchmark.json, which stays the same on a rerun).
     """
@@ -72,7 +88,14 @@ def benchmark(catalog: Catalog, entry: DatasetEntry, train_classes: list[str], o
     (out / "benchmark.json").unlink(missing_ok=True)
     runs: dict[str, dict[str, Any]] = {}
     reused: dict[str, bool] = {}
+    given = given or {}
+    unknown = sorted(set(given) - set(train_classes))
+    if unknown:
+        raise OptionError("checkpoint", unknown, f"not among the training classes {train_classes}")
     for cls in train_classes:
+        if cls in given:
+            runs[cls], reused[cls] = _given_run(catalog, entry, cls, Path(given[cls]), out, opts, log)
+            continue
         data = select_rows(catalog, entry, [cls], split)
         run_dir = out / f"train_{safe_name(cls)}_{run_key(data.encode.attrs['fingerprint'], cfg)}"
         ckpt = run_dir / "prompts.pt"

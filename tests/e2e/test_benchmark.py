@@ -31,3 +31,27 @@ def test_benchmark_two_training_classes_then_reuse(learn_cache: Path, tmp_path: 
     code, out = run_cli(*args)
     assert code == 0 and out.count("reusing") == 4, out  # two checkpoints and two evaluations
     assert json.loads((tmp_path / "b" / "benchmark.json").read_text()) == result
+
+
+def test_benchmark_takes_a_given_checkpoint_in_the_authors_format(ball_checkpoint: Path, learn_cache: Path,
+                                                                  tmp_path: Path) -> None:
+    """`--checkpoint CLASS=PATH` skips training: a released-style `.pth` is evaluated one-vs-rest, then reused."""
+    import torch
+
+    prompts = torch.load(ball_checkpoint, weights_only=True)
+    deep = sorted((k for k in prompts if k.startswith("deep.")), key=lambda k: int(k.split(".")[1]))
+    torch.save({"prompt_learner": {"ctx_pos": prompts["ctx_normal"][None, None],
+                                   "ctx_neg": prompts["ctx_anomalous"][None, None],
+                                   **{f"compound_prompts_text.{i}": prompts[k] for i, k in enumerate(deep)}}},
+               tmp_path / "released.pth")
+    args = ["benchmark", "--catalog", str(learn_cache), "-d", "s", "--train-classes", "ball", "--checkpoint",
+            f"ball={tmp_path / 'released.pth'}", "--out", str(tmp_path / "b")]
+    code, out = run_cli(*args)
+    assert code == 0 and "training on" not in out and "evaluating the given" in out, out
+    run = json.loads((tmp_path / "b" / "eval_ball" / "metrics.json").read_text())
+    assert run["train_classes"] == ["ball"] and set(run["per_class"]) == {"box"} and run["model"] == "tiny"
+    assert not list((tmp_path / "b").glob("train_*"))
+    code, out = run_cli(*args)
+    assert code == 0 and "reusing the evaluation" in out, out
+    code, out = run_cli(*args[:-2], "--checkpoint", "ball", "--out", str(tmp_path / "c"))
+    assert code == 2 and "--checkpoint 'ball': expected CLASS=PATH" in out, out
