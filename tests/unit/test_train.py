@@ -1,16 +1,16 @@
-"""Prompt training from the cache (the library): only prompts learn, determinism, resume, the model check, learning."""
+"""Prompt training from the cache (the library): only prompts learn, determinism, resume, the model check.
+
+That training learns is shown on a planted signal in tests/unit/test_learning.py.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
 
-from pointad_pipe.model.inference import raw_point_map
 from pointad_pipe.pipeline.cache.schema import CachedSamples
 from pointad_pipe.pipeline.catalog import load_catalog
 from pointad_pipe.pipeline.errors import OptionError, PointadError
@@ -84,49 +84,6 @@ def test_refuses_another_model(learn_cache: Path) -> None:
     with pytest.raises(OptionError, match="teapot") as exc:
         select_rows(catalog, catalog.dataset("s"), ["teapot"], "test")
     assert exc.value.option == "train_classes"
-
-
-def auroc(learner: torch.nn.Module, data: TrainData, rows: list[int]) -> float:
-    samples = CachedSamples(data.encode, data.render, data.clean, (4,))
-    text = learner()
-    ys, scores = [], []
-    for r in rows:
-        item = samples.item(r)
-        scores.append(raw_point_map(item.patch[:, 0], item.pt2pix, text, samples.grid, samples.size,
-                                    xyz=np.asarray(data.clean[f"points/{r}/xyz"][:])))
-        ys.append(item.y)
-    return float(roc_auc_score(np.concatenate(ys), np.concatenate(scores)))
-
-
-@pytest.mark.slow
-def test_training_learns(learn_cache: Path, tmp_path: Path) -> None:
-    """Trained prompts beat untrained ones on held-out samples of the training class by >= 0.10 point AUROC.
-
-    Samples with the colour-only defect are left out: a point-only model cannot see them. The local
-    terms are trained (`--loss 3dl,2dl`): with a random-init CLIP the global terms pull the text
-    features towards whatever separates the random global embeddings, and the run with all four
-    terms is printed, not asserted (see the issue's note).
-    """
-    data, spec, weights = data_for(learn_cache, "ball")
-    defects = [str(x) for x in data.clean["meta/defect"][:].tolist()]
-    rows = [r for r in data.rows if defects[r] != "colour"]
-    train_rows, held_out = rows[0::2], rows[1::2]
-    untrained = [auroc(build_learner(data, TrainConfig(seed=s), spec, weights, "cpu"), data, held_out)
-                 for s in range(5)]
-    results = {}
-    for name, losses in [("local", ("3dl", "2dl")), ("all four", ("3dg", "3dl", "2dg", "2dl"))]:
-        cfg = TrainConfig(losses=losses)
-        path = train(dataclasses.replace(data, rows=train_rows), cfg, tmp_path / name, spec, weights,
-                     progress_bar=False)
-        learner = build_learner(data, cfg, spec, weights, "cpu")
-        learner.load_state_dict(torch.load(path, weights_only=True))
-        other, _, _ = data_for(learn_cache, "box")
-        results[name] = (auroc(learner, data, held_out), auroc(learner, other, other.rows))
-    print(f"\npoint AUROC on held-out 'ball' samples: untrained seeds 0-4 {np.round(untrained, 3).tolist()} "
-          f"(mean {np.mean(untrained):.3f})")
-    for name, (same, ovr) in results.items():
-        print(f"trained ({name} terms): {same:.3f} in class; one-vs-rest on 'box': {ovr:.3f}")
-    assert results["local"][0] >= np.mean(untrained) + 0.10
 
 
 def test_coop_prompts_score_each_cloud_with_its_class(learn_cache: Path) -> None:
