@@ -304,3 +304,15 @@ def assert_within_fp16_rounding(ours: torch.Tensor, parts: tuple[torch.Tensor, .
     spacing = sum(np.spacing(np.abs(p.numpy()).astype(np.float16)).astype(np.float32) for p in parts)
     assert (diff <= spacing).all(), f"max |diff| / fp16 spacing = {(diff / spacing).max():.3g}"
     return int((diff > 1e-6 * np.abs(theirs).max()).sum())
+
+
+def write_official(ours: Path, path: Path) -> Path:
+    """Our prompt tensors saved under the authors' key names (as their train.py saves them)."""
+    import torch
+
+    prompts = torch.load(ours, weights_only=True)
+    deep = sorted((k for k in prompts if k.startswith("deep.")), key=lambda k: int(k.split(".")[1]))
+    state = {"ctx_pos": prompts["ctx_normal"][None, None], "ctx_neg": prompts["ctx_anomalous"][None, None],
+             **{f"compound_prompts_text.{i}": prompts[k] for i, k in enumerate(deep)}}
+    torch.save({"prompt_learner": state}, path)
+    return path

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import run_cli
+from ..helpers import run_cli, write_official
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -36,14 +36,7 @@ def test_benchmark_two_training_classes_then_reuse(learn_cache: Path, tmp_path: 
 def test_benchmark_takes_a_given_checkpoint_in_the_authors_format(ball_checkpoint: Path, learn_cache: Path,
                                                                   tmp_path: Path) -> None:
     """`--checkpoint CLASS=PATH` skips training: a released-style `.pth` is evaluated one-vs-rest, then reused."""
-    import torch
-
-    prompts = torch.load(ball_checkpoint, weights_only=True)
-    deep = sorted((k for k in prompts if k.startswith("deep.")), key=lambda k: int(k.split(".")[1]))
-    torch.save({"prompt_learner": {"ctx_pos": prompts["ctx_normal"][None, None],
-                                   "ctx_neg": prompts["ctx_anomalous"][None, None],
-                                   **{f"compound_prompts_text.{i}": prompts[k] for i, k in enumerate(deep)}}},
-               tmp_path / "released.pth")
+    write_official(ball_checkpoint, tmp_path / "released.pth")
     args = ["benchmark", "--catalog", str(learn_cache), "-d", "s", "--train-classes", "ball", "--checkpoint",
             f"ball={tmp_path / 'released.pth'}", "--out", str(tmp_path / "b")]
     code, out = run_cli(*args)

@@ -10,22 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import trimesh
 
-from ..helpers import run_cli
+from ..helpers import run_cli, write_official
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def write_official(ours: Path, path: Path) -> Path:
-    """Our prompt tensors saved under the authors' key names (as their train.py saves them)."""
-    prompts = torch.load(ours, weights_only=True)
-    deep = sorted((k for k in prompts if k.startswith("deep.")), key=lambda k: int(k.split(".")[1]))
-    state = {"ctx_pos": prompts["ctx_normal"][None, None], "ctx_neg": prompts["ctx_anomalous"][None, None],
-             **{f"compound_prompts_text.{i}": prompts[k] for i, k in enumerate(deep)}}
-    torch.save({"prompt_learner": state}, path)
-    return path
 
 
 def test_predict_takes_an_official_checkpoint_with_its_model(ball_checkpoint: Path, tmp_path: Path) -> None:
