@@ -112,6 +112,8 @@ def print_table(report: dict) -> None:
     from pointad_pipe.pipeline.outputs.tables import metric_columns
 
     keys = metric_columns(report["mean"])
-    typer.echo(f"{'class':>16}  " + "  ".join(f"{k:>14}" for k in keys))
+    widths = [max(len(k), 8) for k in keys]
+    typer.echo(f"{'class':>16}  " + "  ".join(f"{k:>{w}}" for k, w in zip(keys, widths, strict=True)))
     for cls, vals in [*report["per_class"].items(), ("mean", report["mean"])]:
-        typer.echo(f"{cls:>16}  " + "  ".join(f"{100 * vals.get(k, float('nan')):>14.1f}" for k in keys))
+        typer.echo(f"{cls:>16}  " + "  ".join(f"{100 * vals.get(k, float('nan')):>{w}.1f}"
+                                              for k, w in zip(keys, widths, strict=True)))
