@@ -29,13 +29,6 @@ GRID_SIGMA = 4.0
 SPACING_SIGMA = 4.0
 
 
-def smooth_grid(values: np.ndarray, grid: np.ndarray, shape: tuple[int, int], sigma: float = GRID_SIGMA) -> np.ndarray:
-    """Gaussian-filter per-point values laid on their organized grid (empty cells 0); read them back."""
-    canvas = np.zeros(shape[0] * shape[1], np.float64)
-    canvas[grid] = values
-    return gaussian_filter(canvas.reshape(shape), sigma=sigma).reshape(-1)[grid]
-
-
 def smooth_knn(values: np.ndarray, xyz: np.ndarray, sigma: float) -> np.ndarray:
     """Normalised Gaussian average over 3D neighbours within 3 sigma (SciPy KD-tree pairs)."""
     if sigma <= 0 or len(values) < 2:
@@ -98,7 +91,7 @@ def raw_point_map(patch: Any, pt2pix: np.ndarray, text: Any, grid: tuple[int, in
     return scores[:, 1].numpy()
 
 
-RgbInputs = tuple[Any, Any, np.ndarray]  # (P, D) patch tokens, (D,) global embedding, (n,) rgb_pix
+RgbInputs = tuple[Any, Any]  # the RGB image's (P, D) patch tokens and (D,) global embedding
 MODALITIES = ("point", "fused", "rgb")
 
 
@@ -187,8 +180,8 @@ def score_cloud_maps(patch: Any, glob: Any, pt2pix: np.ndarray, text: Any, grid:
         grid_shape: the organized grid's (H, W).
         spacing: unorganized sources: the median point spacing (smoothing sigma = 4 x spacing).
         tau: the similarity temperature.
-        rgb: the registered RGB image's scored-layer patch tokens, global embedding and each point's
-            pixel; needed by the `fused` and `rgb` modalities (organized sources only).
+        rgb: the registered RGB image's scored-layer patch tokens and global embedding; needed by the
+            `fused` and `rgb` modalities (organized sources only; C covers the whole grid, not the points).
         modality: `point` (A and its global score), `fused` (A with the RGB map C, no retraining) or
             `rgb` (C alone, the ablation): the three formulas of METHOD.md §8.
     """

@@ -201,7 +201,7 @@ class ScoringRow:
     patch: np.ndarray  # (K, P, D) the first scored layer
     glob: np.ndarray  # (K, D)
     pt2pix: np.ndarray  # (n, K)
-    rgb: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # (P, D) patch, (D,) global, (n,) rgb_pix
+    rgb: tuple[np.ndarray, np.ndarray] | None  # the RGB image's (P, D) patch tokens and (D,) global
 
 
 @dataclass(frozen=True)
@@ -247,8 +247,7 @@ class CachedSamples:
         li = self.layer_index[0]
         rgb = None
         if with_rgb:
-            rgb = (np.asarray(self.encode["rgb_patch"][r])[li], np.asarray(self.encode["rgb_global"][r]),
-                   np.asarray(self.render[f"points/{r}/rgb_pix"][:]))
+            rgb = (np.asarray(self.encode["rgb_patch"][r])[li], np.asarray(self.encode["rgb_global"][r]))
         return ScoringRow(np.asarray(self.clean[f"points/{r}/xyz"][:]),
                           np.asarray(self.clean[f"points/{r}/label"][:]).astype(np.uint8),
                           np.asarray(self.clean[f"points/{r}/grid"][:]) if organized else None,

@@ -166,7 +166,7 @@ class Predictor:
         rgb_in = None
         if self.modality != "point" and rendered.rgb_image is not None:
             rg, rp = self.encoder.encode(rendered.rgb_image[None])
-            rgb_in = (rp[0, self.layer], rg[0], rendered.rgb_pix)
+            rgb_in = (rp[0, self.layer], rg[0])
         organized = cleaned.grid is not None and cleaned.grid_shape is not None
         size = rendered.image.shape[1]
         score, g = score_cloud(patch, glob, rendered.pt2pix, self.text, self.grid, size, cleaned.xyz,

@@ -41,7 +41,7 @@ def _c4_inputs() -> dict:
     patch = z["patch_features_with_cls"][:, 1:]  # CLS dropped
     xyz = np.stack([cells % SIZE, cells // SIZE, np.zeros_like(cells)], 1).astype(np.float32)
     return {"z": z, "cells": cells, "pt2pix": pt2pix, "text": torch.from_numpy(z["text_features"]),
-            "glob": feats[:3], "patch": patch[:3], "rgb": (patch[3], feats[3], np.zeros(len(cells), np.int64)),
+            "glob": feats[:3], "patch": patch[:3], "rgb": (patch[3], feats[3]),
             "xyz": xyz}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from pointad_pipe.model.inference import fuse_maps, fused_global, global_score, lay_on_grid, smooth_grid, smooth_knn
+from pointad_pipe.model.inference import fuse_maps, fused_global, global_score, lay_on_grid, smooth_knn, smooth_whole
 
 
 def test_grid_smoothing_treats_empty_cells_as_zero() -> None:
@@ -15,9 +15,11 @@ def test_grid_smoothing_treats_empty_cells_as_zero() -> None:
     values = np.array([1.0, 0.0, 0.5])
     full = np.zeros(shape)
     full.flat[grid] = values
-    expect = gaussian_filter(full, 4.0).reshape(-1)[grid]
-    np.testing.assert_allclose(smooth_grid(values, grid, shape), expect)
-    assert smooth_grid(values, grid, shape)[0] < 1.0  # mass leaks into the empty (zero) cells
+    expect = gaussian_filter(full, 4.0)
+    smoothed = smooth_whole(lay_on_grid(values, grid, shape))
+    np.testing.assert_allclose(smoothed, expect)
+    assert smoothed.flat[grid[0]] < 1.0  # mass leaks into the empty (zero) cells
+    assert smoothed.flat[0] > 0  # and the blur reaches cells no point holds
 
 
 def test_knn_smoothing_is_a_normalised_gaussian_average() -> None:
@@ -62,8 +64,8 @@ def test_score_cloud_composes_backprojection_smoothing_and_global() -> None:
     amap, g = score_cloud(patch, glob, pt2pix, text, grid, size, rng.random((n, 3)), cells, (size, size))
     maps = patch_maps(torch.from_numpy(patch)[None], text, grid)[0]
     raw = backproject(maps, torch.from_numpy(pt2pix.astype(np.int64)), size)[0][:, 1].numpy()
-    np.testing.assert_allclose(amap, smooth_grid(raw, cells, (size, size)), rtol=1e-6)
     whole = gaussian_filter(lay_on_grid(raw, cells, (size, size)), 4.0)
+    np.testing.assert_allclose(amap, whole.reshape(-1)[cells], rtol=1e-6)
     views = similarity_logits(torch.from_numpy(glob), text).softmax(-1)[:, 1].numpy()
     # the max runs over the whole smoothed grid (the code's), which can lie off the points
     assert abs(g - (0.5 * whole.max() + 0.5 * views.mean())) < 1e-6
@@ -86,7 +88,7 @@ def test_rgb_fusion_changes_only_the_map_and_global_that_method_names() -> None:
     text = torch.nn.functional.normalize(torch.randn(2, d), dim=-1)
     cells = rng.choice(size * size, n, replace=False)
     xyz = rng.random((n, 3))
-    rgb = (rng.standard_normal((16, d)).astype(np.float32), rng.standard_normal(d).astype(np.float32), cells)
+    rgb = (rng.standard_normal((16, d)).astype(np.float32), rng.standard_normal(d).astype(np.float32))
     args = (patch, glob, pt2pix, text, grid, size, xyz, cells, (size, size))
 
     point_map, point_g = score_cloud(*args)
@@ -126,4 +128,4 @@ def test_rgb_modalities_refuse_unorganized_clouds() -> None:
     text = torch.nn.functional.normalize(torch.randn(2, 4), dim=-1)
     with pytest.raises(ValueError, match="organized"):
         score_cloud(np.zeros((1, 4, 4), np.float32), np.zeros((1, 4), np.float32), np.zeros((3, 1), np.int32), text,
-                    (2, 2), 4, np.zeros((3, 3)), rgb=(np.zeros((4, 4)), np.zeros(4), np.zeros(3)), modality="fused")
+                    (2, 2), 4, np.zeros((3, 3)), rgb=(np.zeros((4, 4)), np.zeros(4)), modality="fused")
