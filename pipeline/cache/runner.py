@@ -19,6 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..errors import one_line
+from . import store
 
 Task = Callable[[dict[str, Any]], list[tuple[int, str]]]
 Log = Callable[[str], None]
@@ -135,8 +136,6 @@ def run_tasks(task: Task, jobs: Sequence[dict[str, Any]], *, workers: int, sched
 def run_stage(stage: str, grp: Any, fp: str, url: str, ids: Sequence[str], jobs: list[dict[str, Any]],
               task: Task, opts: RunOptions, unit: str = "sample", per_row: int = 1) -> RunReport:
     """Run a stage's jobs, record each failure in the group's `error` and in the report, and count."""
-    from . import store
-
     report = RunReport(stage=stage, fingerprint=fp, url=url, total=len(ids), skipped=int(store.done_mask(grp).sum()))
 
     def failed(row: int, error: str) -> None:

@@ -94,17 +94,14 @@ def test_every_config_field_changes_the_fingerprint(cls: type) -> None:
 
 
 def _clean_fp(entry: DatasetEntry, cfg: CleanConfig) -> str:
-    """The clean fingerprint of `cfg`, reached the way a catalog reaches it (its `clean:` overrides)."""
+    """The clean fingerprint of `cfg`, reached the way a catalog reaches it (its `clean:` overrides);
+    `version` is not a catalog key, so a changed one goes in as the format's code default."""
     changed = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
                if getattr(cfg, f.name) != getattr(CleanConfig(), f.name)}
-    if "version" in changed:  # not a catalog key: change the code's default instead
-        original = identity.CLEAN_DEFAULTS["mvtec3d"]
-        identity.CLEAN_DEFAULTS["mvtec3d"] = {**original, "version": changed.pop("version")}
-        try:
-            return identity.clean_identity(dataclasses.replace(entry, overrides={"clean": changed}), [])[0]
-        finally:
-            identity.CLEAN_DEFAULTS["mvtec3d"] = original
-    return identity.clean_identity(dataclasses.replace(entry, overrides={"clean": changed}), [])[0]
+    code = {"version": changed.pop("version")} if "version" in changed else {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(identity.CLEAN_DEFAULTS, "mvtec3d", {**identity.CLEAN_DEFAULTS["mvtec3d"], **code})
+        return identity.clean_identity(dataclasses.replace(entry, overrides={"clean": changed}), [])[0]
 
 
 def test_the_dataset_side_of_the_clean_fingerprint(synthetic_root: Path) -> None:
