@@ -260,7 +260,11 @@ def load_checkpoint(path: Path, **known: Any) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise PointadError(f"checkpoint {path} not found")
-    raw = torch.load(path, weights_only=True)
+    try:
+        raw = torch.load(path, weights_only=True)
+    except Exception as exc:  # torch's message suggests weights_only=False, which a user must not do here
+        raise PointadError(f"checkpoint {path} cannot be read as a torch file of prompt tensors "
+                           f"({type(exc).__name__}); is it a `train` checkpoint or a PointAD .pth?") from exc
     state = official_state(raw)
     if state is not None:
         prompts, side = official_prompts(path, state)

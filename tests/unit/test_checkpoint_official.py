@@ -198,3 +198,14 @@ def test_evaluate_an_official_checkpoint_equals_our_format(learn_cache: Path, ba
         mine = evaluate(cat, cat.dataset("s"), ours, tmp_path / f"b_{protocol}", EvalOptions(**kw))
         assert theirs["per_class"] == mine["per_class"] and theirs["train_classes"] == ["ball"]
         assert set(mine["per_class"]) == ({"box"} if protocol == "one-vs-rest" else {"ball", "box"})
+
+
+def test_a_file_that_is_no_checkpoint_is_named_in_one_line(tmp_path: Path) -> None:
+    from pointad_pipe.pipeline.errors import PointadError
+    from pointad_pipe.pipeline.jobs.checkpoint import load_checkpoint
+
+    bad = tmp_path / "garbage.pth"
+    bad.write_bytes(bytes(range(256)) * 3)
+    with pytest.raises(PointadError, match=r"garbage\.pth cannot be read as a torch file of prompt tensors "
+                                           r"\(\w+\); is it a `train` checkpoint or a PointAD \.pth\?"):
+        load_checkpoint(bad)
