@@ -59,9 +59,9 @@ def _clean_group(root: Any, entry: DatasetEntry, fp: str, config: dict[str, Any]
 
 def run_clean(catalog: Catalog, entry: DatasetEntry, opts: RunOptions) -> tuple[RunReport, Any]:
     """Clean every row that is not done yet; return the report and the clean group."""
+    cfg = clean_config(entry)  # a bad `clean:` value stops the run before any data is generated or read
     refs = index_rows(entry, opts.log)
     fp, config = clean_identity(entry, refs)
-    cfg = clean_config(entry)
     root = store.open_dataset(catalog.cache, entry.name)
     grp = store.find_group(root, "clean", fp) or _clean_group(root, entry, fp, config, cfg, refs)
     url = store.dataset_url(catalog.cache, entry.name)

@@ -86,3 +86,16 @@ def test_format_defaults_and_overrides(tmp_path: Path) -> None:
     assert clean_config(cat.dataset("r")).plane == "none" and clean_config(cat.dataset("r")).max_points == 112_896
     # the CLI overrides the catalog
     assert render_config(cat.dataset("r"), {"visibility": "surface", "backend": None}).visibility == "surface"
+
+
+def test_a_bad_clean_value_stops_before_any_data_is_generated(tmp_path: Path) -> None:
+    from pointad_pipe.pipeline.cache.runner import RunOptions
+    from pointad_pipe.pipeline.jobs.clean import run_clean
+
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump({"cache": "cache", "datasets": {"s": {
+        "format": "mvtec3d", "root": "data/mvtec3d", "generate": {"seed": 0}, "clean": {"units": "relative"}}}}))
+    cat = load_catalog(path)
+    with pytest.raises(CatalogError, match=r"datasets\.s\.clean: units must be auto, m or mm, got 'relative'"):
+        run_clean(cat, cat.dataset("s"), RunOptions(progress=False))
+    assert not (tmp_path / "data").exists()
