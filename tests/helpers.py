@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 # The outside contract checker: the team's shared copy when the checkout sits beside it, otherwise
 # the snapshot in tests/contract/ (a verbatim copy, so that a lone clone, as in CI, still checks).
-SHARED_CHECKER = ROOT.parent / "shared" / "tools" / "check_cache.py"
-CHECKER = SHARED_CHECKER if SHARED_CHECKER.is_file() else ROOT / "tests" / "contract" / "check_cache.py"
+#: the project's own contract checker (docs/STORE.md is the source of truth since schema 2)
+CHECKER = ROOT / "tests" / "contract" / "check_cache.py"
 
 SYNTH = {"clean": {"units": "m"}}  # the synthetic scanner works in metres (see data_catalog.yaml)
 

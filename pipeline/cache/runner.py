@@ -16,10 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from ..errors import one_line
-from . import store
+from . import rows
 
 Task = Callable[[dict[str, Any]], list[tuple[int, str]]]
 Log = Callable[[str], None]
@@ -30,38 +31,55 @@ class RunOptions:
     """Speed and behaviour knobs of a stage run: never fingerprinted.
 
     `log` receives one line per failed row as it happens (the CLI prints them above the progress
-    bar); None keeps the library quiet. `progress` shows progress bars on stderr.
+    bar); None keeps the library quiet. `progress` shows progress bars on stderr. `retry_failed`
+    retries rows whose failure is remembered; `dry_run` plans every stage and does nothing.
     """
 
     workers: int = 0
     scheduler: str | None = None
     log: Log | None = None
     progress: bool = True
+    retry_failed: bool = False
+    dry_run: bool = False
 
 
 @dataclass
 class RunReport:
-    """What a stage run did: counts, and every failed row with its reason."""
+    """What a stage run did (or, dry, would do): counts, and every failed row with its reason."""
 
     stage: str
     fingerprint: str
     url: str
     total: int
-    skipped: int = 0
+    skipped: int = 0  # current before the run
     succeeded: int = 0
-    failures: list[tuple[int, str, str]] = field(default_factory=list)  # (row, id, error)
-    refs: list[Any] = field(default_factory=list, repr=False)  # the rows (SampleRefs), so later stages skip re-indexing
+    failures: list[tuple[int, str, str]] = field(default_factory=list)  # (row, id, error) of this run
+    remembered: list[tuple[int, str, str]] = field(default_factory=list)  # failed earlier, not retried
+    blocked: list[tuple[str, str]] = field(default_factory=list)  # (id, why): its upstream row is not current
+    planned: dict[str, int] = field(default_factory=dict)  # rows.Plan.counts()
+    dry_run: bool = False
+    hashed: int = 0  # source files read to find their versions (clean only)
+    refs: list[Any] = field(default_factory=list, repr=False)  # the samples (SampleRefs), for later stages
+    versions: list[str] = field(default_factory=list, repr=False)  # their versions
+    rows: Any = field(default=None, repr=False)  # per sample: its current row in this group after the run, or -1
 
     @property
     def done(self) -> int:
-        """Rows done after this run (skipped ones included)."""
+        """Rows current after this run (skipped ones included)."""
         return self.skipped + self.succeeded
 
+    @property
+    def attempted(self) -> int:
+        """Rows computed (or tried) by this run."""
+        return self.succeeded + len(self.failures)
+
     def exit_code(self, strict: bool) -> int:
-        """Non-zero when `strict` and any row failed, or when nothing at all succeeded."""
+        """Non-zero when `strict` and any row failed, or when nothing at all is current."""
+        if self.dry_run:
+            return 0
         if self.total and self.done == 0:
             return 1
-        return 1 if strict and self.failures else 0
+        return 1 if strict and (self.failures or self.remembered) else 0
 
 
 @contextmanager
@@ -93,9 +111,9 @@ def progress(total: int, desc: str, unit: str, enabled: bool = True) -> tqdm:
 
 
 def run_tasks(task: Task, jobs: Sequence[dict[str, Any]], *, workers: int, scheduler: str | None,
-              desc: str, on_failure: Callable[[int, str], None], unit: str = "sample",
+              desc: str, on_results: Callable[[list[tuple[int, str]]], None], unit: str = "sample",
               per_row: int = 1, show_progress: bool = True) -> dict[int, str]:
-    """Run `task` over `jobs`; return {row: error} ('' on success), reporting failures as they come.
+    """Run `task` over `jobs`; return {row: error} ('' on success), handing results over as they come.
 
     `workers == 0` runs in this process, one job after another (debugging, tiny runs, tests).
     The progress bar counts `per_row` units (e.g. views) for every row finished.
@@ -105,10 +123,8 @@ def run_tasks(task: Task, jobs: Sequence[dict[str, Any]], *, workers: int, sched
     bar = progress(total * per_row, desc, unit, enabled=bool(jobs) and show_progress)
 
     def record(results: list[tuple[int, str]]) -> None:
-        for row, error in results:
-            outcomes[row] = error
-            if error:
-                on_failure(row, error)
+        outcomes.update(results)
+        on_results(results)
         bar.update(len(results) * per_row)
 
     if not jobs:  # everything is done: no cluster to start
@@ -133,18 +149,47 @@ def run_tasks(task: Task, jobs: Sequence[dict[str, Any]], *, workers: int, sched
         bar.close()
 
 
-def run_stage(stage: str, grp: Any, fp: str, url: str, ids: Sequence[str], jobs: list[dict[str, Any]],
-              task: Task, opts: RunOptions, unit: str = "sample", per_row: int = 1) -> RunReport:
-    """Run a stage's jobs, record each failure in the group's `error` and in the report, and count."""
-    report = RunReport(stage=stage, fingerprint=fp, url=url, total=len(ids), skipped=int(store.done_mask(grp).sum()))
+def run_stage(stage: str, grp: Any, fp: str, url: str, keys: Sequence[tuple[str, str]], p: rows.Plan,
+              targets: dict[int, int], jobs: list[dict[str, Any]], task: Task, opts: RunOptions,
+              unit: str = "sample", per_row: int = 1) -> RunReport:
+    """Run a stage's jobs, marking each row done or failed as it finishes, and count.
 
-    def failed(row: int, error: str) -> None:
-        store.mark_error(grp, row, error)
-        report.failures.append((row, ids[row], error))
-        if opts.log is not None:
-            opts.log(f"{stage} failed: {ids[row]}: {error}")
+    `targets` maps sample position -> its row; `report.rows` is each sample's current row afterwards (-1: none).
+    """
+    names = {row: keys[k][0] for k, row in targets.items()}
+    report = RunReport(stage=stage, fingerprint=fp, url=url, total=len(keys), skipped=len(p.current),
+                       planned=p.counts(), remembered=[(r, keys[k][0], e) for k, (r, e) in sorted(p.failed.items())])
 
-    outcomes = run_tasks(task, jobs, workers=opts.workers, scheduler=opts.scheduler, desc=stage, on_failure=failed,
-                         unit=unit, per_row=per_row, show_progress=opts.progress)
+    def finished(results: list[tuple[int, str]]) -> None:
+        rows.mark(grp, results)
+        for row, error in results:
+            if error:
+                report.failures.append((row, names[row], error))
+                if opts.log is not None:
+                    opts.log(f"{stage} failed: {names[row]}: {error}")
+
+    outcomes = run_tasks(task, jobs, workers=opts.workers, scheduler=opts.scheduler, desc=stage,
+                         on_results=finished, unit=unit, per_row=per_row, show_progress=opts.progress)
     report.succeeded = sum(1 for e in outcomes.values() if not e)
+    current = np.full(len(keys), -1, np.int64)
+    for k, r in p.current.items():
+        current[k] = r
+    for k, r in targets.items():
+        if outcomes.get(r) == "":
+            current[k] = r
+    report.rows = current
     return report
+
+
+def dry_report(stage: str, fp: str, url: str, keys: Sequence[tuple[str, str]], p: rows.Plan) -> RunReport:
+    """What a run would do, for `--dry-run`: the plan's counts, nothing written.
+
+    `rows` holds each sample's current row, -2 for one the run would compute, -1 otherwise.
+    """
+    current = np.full(len(keys), -1, np.int64)
+    current[p.todo] = -2
+    for k, r in p.current.items():
+        current[k] = r
+    return RunReport(stage=stage, fingerprint=fp, url=url, total=len(keys), skipped=len(p.current),
+                     planned=p.counts(), dry_run=True, rows=current,
+                     remembered=[(r, keys[k][0], e) for k, (r, e) in sorted(p.failed.items())])

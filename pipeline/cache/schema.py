@@ -16,6 +16,7 @@ import numpy as np
 import zarr
 
 from . import store
+from .view import View
 
 # ---------------------------------------------------------------- clean
 
@@ -42,17 +43,15 @@ class CleanRow:
     rgb_grid: np.ndarray | None  # (H, W, 3) the registered RGB image on that grid
 
 
-def create_clean_group(root: zarr.Group, fp: str, config: dict[str, Any], meta: store.Meta,
-                       attrs: dict[str, Any]) -> zarr.Group:
-    """`clean/<fp>` with `done`, `error` and `meta/*` for `len(meta.ids)` rows; marked initialised."""
-    grp = store.create_group(root, "clean", fp, upstream=None, config=config, n=len(meta.ids), meta=meta,
-                             attrs=attrs)
+def create_clean_group(root: zarr.Group, fp: str, config: dict[str, Any], attrs: dict[str, Any]) -> zarr.Group:
+    """An empty `clean/<fp>` (row columns and `meta/*`; rows are appended); marked initialised."""
+    grp = store.create_group(root, "clean", fp, upstream=None, config=config, attrs=attrs)
     store.mark_initialized(grp)
     return grp
 
 
 def write_clean_row(grp: zarr.Group, r: int, out: CleanedLike) -> None:
-    """Row r's `points/<r>/{xyz,label,rgb,grid}` (and `rgb_grid/<r>`), then `done`."""
+    """Row r's `points/<r>/{xyz,label,rgb,grid}` (and `rgb_grid/<r>`); the driver marks it done."""
     points = {"xyz": out.xyz, "label": out.label}
     if out.rgb is not None:
         points["rgb"] = out.rgb
@@ -63,7 +62,6 @@ def write_clean_row(grp: zarr.Group, r: int, out: CleanedLike) -> None:
         grp[f"points/{r}/grid"].attrs["grid_shape"] = list(out.grid_shape)
     if out.rgb_grid is not None:  # beyond STORE.md's list: the registered RGB image for `render`
         grp.create_array(f"rgb_grid/{r}", data=out.rgb_grid, overwrite=True)
-    store.mark_done(grp, r)
 
 
 def read_clean_row(grp: zarr.Group, r: int, with_rgb_grid: bool = False) -> CleanRow:
@@ -91,11 +89,12 @@ class RenderedLike(Protocol):
     rgb_pix: np.ndarray | None
 
 
-def create_render_group(root: zarr.Group, fp: str, clean_grp: zarr.Group, config: dict[str, Any], n: int,
+def create_render_group(root: zarr.Group, fp: str, clean_grp: zarr.Group, config: dict[str, Any],
                         views: int, size: int, backend: str, attrs: dict[str, Any]) -> zarr.Group:
-    """`render/<fp>` with its N-row arrays made up front (workers never race to create them)."""
+    """An empty `render/<fp>` with its row-axis arrays made up front (workers never race to create them)."""
+    n = 0
     rgb = bool(clean_grp.attrs.get("organized") and clean_grp.attrs.get("has_rgb"))
-    grp = store.create_group(root, "render", fp, upstream=clean_grp.attrs["fingerprint"], config=config, n=n,
+    grp = store.create_group(root, "render", fp, upstream=clean_grp.attrs["fingerprint"], config=config,
                              backend=backend, attrs={**attrs, "image_size": [size, size], "has_rgb": rgb})
     view_chunk = (1, 1, size, size)
     store.create_rows_array(grp, "image", (n, views, size, size, 3), np.uint8, chunks=(*view_chunk, 3),
@@ -111,13 +110,12 @@ def create_render_group(root: zarr.Group, fp: str, clean_grp: zarr.Group, config
 
 
 def write_render_row(grp: zarr.Group, r: int, out: RenderedLike) -> None:
-    """Row r of every render array and `points/<r>/{pt2pix,rgb_pix}`, then `done`."""
+    """Row r of every render array and `points/<r>/{pt2pix,rgb_pix}`; the driver marks it done."""
     rows = {"image": out.image, "mask2d": out.mask2d, "pix2pt": out.pix2pt, "camera": out.camera, "eps": out.eps}
     per_point = {"pt2pix": out.pt2pix}
     if grp.attrs.get("has_rgb") and out.rgb_image is not None:
         rows["rgb_image"], per_point["rgb_pix"] = out.rgb_image, out.rgb_pix
     store.write_row(grp, r, rows, per_point)
-    store.mark_done(grp, r)
 
 
 def render_has_rgb(grp: zarr.Group) -> bool:
@@ -134,11 +132,12 @@ def views_per_row(render_grp: zarr.Group) -> int:
 
 
 def create_encode_group(root: zarr.Group, fp: str, render_grp: zarr.Group, config: dict[str, Any],
-                        info: dict[str, Any], n: int) -> zarr.Group:
-    """`encode/<fp>`: float16 `global`/`patch` (and `rgb_*`) arrays, Blosc zstd, one row a chunk."""
+                        info: dict[str, Any]) -> zarr.Group:
+    """An empty `encode/<fp>`: float16 `global`/`patch` (and `rgb_*`) arrays, Blosc zstd, one row a chunk."""
+    n = 0
     views = render_grp["image"].shape[1]
     d, p, layers = info["embed_dim"], info["patch_grid"][0] * info["patch_grid"][1], len(info["layers"])
-    grp = store.create_group(root, "encode", fp, upstream=render_grp.attrs["fingerprint"], config=config, n=n,
+    grp = store.create_group(root, "encode", fp, upstream=render_grp.attrs["fingerprint"], config=config,
                              attrs=info)
     codec = store.feature_codec()
     store.create_rows_array(grp, "global", (n, views, d), np.float16, compressors=codec)
@@ -151,27 +150,29 @@ def create_encode_group(root: zarr.Group, fp: str, render_grp: zarr.Group, confi
 
 
 class FeatureRows:
-    """Row I/O of the encode stage: rendered images in, features out (what `stages.encode` is given)."""
+    """Row I/O of the encode stage: rendered images in, features out (what `stages.encode` is given).
 
-    def __init__(self, render: zarr.Group, out: zarr.Group) -> None:
-        self.render, self.out = render, out
+    Rows are the encode group's; `sources[r]` is the render row encode row r is made from.
+    """
+
+    def __init__(self, render: zarr.Group, out: zarr.Group, sources: dict[int, int]) -> None:
+        self.render, self.out, self.sources = render, out, sources
         self.has_rgb = "rgb_image" in render
 
     def read(self, r: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """(V, H, W, 3) views and the (H, W, 3) RGB image (or None) of row r."""
-        images = np.asarray(self.render["image"][r])
-        return images, np.asarray(self.render["rgb_image"][r]) if self.has_rgb else None
+        """(V, H, W, 3) views and the (H, W, 3) RGB image (or None) of encode row r's render row."""
+        src = self.sources[r]
+        images = np.asarray(self.render["image"][src])
+        return images, np.asarray(self.render["rgb_image"][src]) if self.has_rgb else None
 
     def write(self, r: int, glob: np.ndarray, patch: np.ndarray, rgb_glob: np.ndarray | None,
               rgb_patch: np.ndarray | None) -> None:
-        """Row r's features, then `done` (only after every array is written)."""
+        """Row r's features (the driver marks it done once this returns)."""
         self.out["global"][r] = glob
         self.out["patch"][r] = patch
         if rgb_glob is not None:
             self.out["rgb_global"][r] = rgb_glob
             self.out["rgb_patch"][r] = rgb_patch
-        self.out["error"][r] = ""
-        store.mark_done(self.out, r)
 
 
 # ---------------------------------------------------------------- readers for training and scoring
@@ -214,48 +215,53 @@ class MontageRow:
 
 
 class CachedSamples:
-    """Rows of one encode group with what training and scoring need from its render and clean groups.
+    """The rows of a current view (`view.View`) with what training and scoring need from its three groups.
+
+    Samples are view positions i: encode row `view.rows[i, 2]`, render row `[i, 1]`, clean row `[i, 0]`.
 
     Args:
-        encode, render, clean: the zarr groups (render is encode's upstream, clean render's).
-        layers: the scored blocks (must be among `encode.attrs["layers"]`).
+        view: the dataset's current view of one encode group.
+        layers: the scored blocks (must be among the encode group's `layers`).
     """
 
-    def __init__(self, encode: zarr.Group, render: zarr.Group, clean: zarr.Group, layers: Sequence[int]) -> None:
-        self.encode, self.render, self.clean = encode, render, clean
-        cached = list(encode.attrs["layers"])
+    def __init__(self, view: View, layers: Sequence[int]) -> None:
+        self.encode, self.render, self.clean = view.encode, view.render, view.clean
+        self.rows = view.rows
+        cached = list(self.encode.attrs["layers"])
         missing = [x for x in layers if x not in cached]
         if missing:
             raise ValueError(f"layers {missing} are not in the cache (it holds {cached})")
         self.layer_index = [cached.index(x) for x in layers]
-        self.grid = tuple(encode.attrs["patch_grid"])
-        self.size = int(render.attrs["image_size"][0])
-        meta = store.read_meta(clean)
-        self.classes: list[str] = meta.classes
-        self.labels = np.asarray(meta.labels, int)
-        self.has_rgb = "rgb_patch" in encode and "rgb_image" in render
+        self.grid = tuple(self.encode.attrs["patch_grid"])
+        self.size = int(self.render.attrs["image_size"][0])
+        self.classes: list[str] = view.meta.classes
+        self.labels = np.asarray(view.meta.labels, int)
+        self.has_rgb = "rgb_patch" in self.encode and "rgb_image" in self.render
 
-    def item(self, r: int) -> EncodedRow:
-        """One row for training."""
-        return EncodedRow(r, np.asarray(self.encode["patch"][r])[:, self.layer_index],
-                          np.asarray(self.encode["global"][r]), np.asarray(self.render["mask2d"][r]),
+    def item(self, i: int) -> EncodedRow:
+        """One sample for training."""
+        c, r, e = (int(x) for x in self.rows[i])
+        return EncodedRow(i, np.asarray(self.encode["patch"][e])[:, self.layer_index],
+                          np.asarray(self.encode["global"][e]), np.asarray(self.render["mask2d"][r]),
                           np.asarray(self.render[f"points/{r}/pt2pix"][:]),
-                          np.asarray(self.clean[f"points/{r}/label"][:]), int(self.labels[r]), self.classes[r])
+                          np.asarray(self.clean[f"points/{c}/label"][:]), int(self.labels[i]), self.classes[i])
 
-    def scoring(self, r: int, organized: bool, with_rgb: bool) -> ScoringRow:
-        """One row for scoring, from the first scored layer."""
+    def scoring(self, i: int, organized: bool, with_rgb: bool) -> ScoringRow:
+        """One sample for scoring, from the first scored layer."""
+        c, r, e = (int(x) for x in self.rows[i])
         li = self.layer_index[0]
         rgb = None
         if with_rgb:
-            rgb = (np.asarray(self.encode["rgb_patch"][r])[li], np.asarray(self.encode["rgb_global"][r]))
-        return ScoringRow(np.asarray(self.clean[f"points/{r}/xyz"][:]),
-                          np.asarray(self.clean[f"points/{r}/label"][:]).astype(np.uint8),
-                          np.asarray(self.clean[f"points/{r}/grid"][:]) if organized else None,
-                          np.asarray(self.encode["patch"][r])[:, li], np.asarray(self.encode["global"][r]),
+            rgb = (np.asarray(self.encode["rgb_patch"][e])[li], np.asarray(self.encode["rgb_global"][e]))
+        return ScoringRow(np.asarray(self.clean[f"points/{c}/xyz"][:]),
+                          np.asarray(self.clean[f"points/{c}/label"][:]).astype(np.uint8),
+                          np.asarray(self.clean[f"points/{c}/grid"][:]) if organized else None,
+                          np.asarray(self.encode["patch"][e])[:, li], np.asarray(self.encode["global"][e]),
                           np.asarray(self.render[f"points/{r}/pt2pix"][:]), rgb)
 
-    def montage(self, r: int) -> MontageRow:
-        """Row r's views, first scored layer's patch tokens and 2D masks."""
+    def montage(self, i: int) -> MontageRow:
+        """Sample i's views, first scored layer's patch tokens and 2D masks."""
+        _, r, e = (int(x) for x in self.rows[i])
         return MontageRow(np.asarray(self.render["image"][r]),
-                          np.asarray(self.encode["patch"][r])[:, self.layer_index[0]],
+                          np.asarray(self.encode["patch"][e])[:, self.layer_index[0]],
                           np.asarray(self.render["mask2d"][r]))

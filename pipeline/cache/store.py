@@ -1,14 +1,15 @@
-"""The cache's hierarchy and its mechanics (schema `pointad-pipe/1`, docs/STORE.md).
+"""The cache's hierarchy and its mechanics (schema `pointad-pipe/2`, docs/STORE.md).
 
 It owns: the dataset hierarchy `<cache_root>/<dataset>.zarr`, stage groups `<stage>/<fingerprint>`,
-the fingerprint hash, per-row `done`/`error`, and generic row reads and writes. Which arrays a stage
-group holds is `schema`'s; what goes into a fingerprint is `jobs.identity`'s.
+the fingerprint hash, and generic row reads and writes. Which arrays a stage group holds is
+`schema`'s; the row columns, growth and staleness are `rows`'; what goes into a fingerprint is
+`jobs.identity`'s.
 
 Crash safety:
 - A stage group counts as created only once its attr `initialized` is true, which is written last.
   A group left half-made by a kill is deleted and made again on the next run.
-- Row r's `done` flips to true only after every array of row r is written, so a killed run leaves
-  rows false, never half-true, and a rerun redoes exactly those rows.
+- Row r's `done` flips to true (`rows.mark`, by the driving process) only after every array of row
+  r is written, so a killed run leaves rows pending, never half-true, and a rerun fills them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from typing import Any
 import numpy as np
 import zarr
 
-SCHEMA = "pointad-pipe/1"
+from ..errors import PointadError
+
+SCHEMA = "pointad-pipe/2"
+SCHEMA_V1 = "pointad-pipe/1"
 STAGES = ("clean", "render", "encode")
 
 
@@ -41,12 +45,17 @@ class Meta:
     splits: list[str]
     defects: list[str]
     labels: list[int]  # 1 anomalous, 0 good, -1 unknown
-    sources: list[str]
+    sources: list[str]  # the main input file, relative to the dataset root
 
     def columns(self) -> dict[str, list[Any]]:
-        """The columns by their array names under `meta/`."""
-        return {"id": self.ids, "class": self.classes, "split": self.splits, "defect": self.defects,
-                "label": self.labels, "source": self.sources}
+        """The columns by their array names under `meta/` (the id is `rows/id`)."""
+        return {"class": self.classes, "split": self.splits, "defect": self.defects, "label": self.labels,
+                "source": self.sources}
+
+    def take(self, index: list[int]) -> Meta:
+        """The entries at `index`, in that order."""
+        return Meta(*([col[i] for i in index] for col in (self.ids, self.classes, self.splits, self.defects,
+                                                          self.labels, self.sources)))
 
 
 def fingerprint(stage: str, config: Mapping[str, Any], upstream: str | None, **extra: Any) -> str:
@@ -97,13 +106,29 @@ def open_url(url: str, mode: str, path: str | None = None) -> zarr.Group:
     return zarr.open_group(url, mode=mode, path=path, **kwargs)
 
 
+class SchemaMismatch(PointadError, ValueError):
+    """A hierarchy written under another schema (a schema-1 cache): never read as this one."""
+
+    def __init__(self, url: str, found: str) -> None:
+        self.url, self.found = url, found
+        hint = ("convert it with `pointad-pipe convert DATASET` (keeps every feature; the old one is kept "
+                "beside it), or rebuild it with `pointad-pipe convert DATASET --rebuild`"
+                if found == SCHEMA_V1 else "it was written by another version of pointad-pipe")
+        super().__init__(f"{url} holds a cache of schema {found!r}; this version reads {SCHEMA!r}: {hint}")
+
+
 def open_dataset(cache_root: str, dataset: str, mode: str = "a") -> zarr.Group:
-    """Open (or create, in mode `a`) a dataset's root group and stamp its root attrs."""
-    root = open_url(dataset_url(cache_root, dataset), mode)
-    if mode != "r" and root.attrs.get("schema") != SCHEMA:
-        if root.attrs.get("schema") not in (None, SCHEMA):
-            raise ValueError(f"{dataset_url(cache_root, dataset)} has schema {root.attrs['schema']!r}, "
-                             f"this version writes {SCHEMA!r}")
+    """Open (or create, in mode `a`) a dataset's root group and stamp its root attrs.
+
+    Raises:
+        SchemaMismatch: the hierarchy holds another schema (e.g. `pointad-pipe/1`).
+    """
+    url = dataset_url(cache_root, dataset)
+    root = open_url(url, mode)
+    found = root.attrs.get("schema")
+    if found not in (None, SCHEMA):
+        raise SchemaMismatch(url, str(found))
+    if mode != "r" and found is None:
         root.attrs.update({"schema": SCHEMA, "dataset": dataset})
     return root
 
@@ -146,39 +171,37 @@ def delete_group(root: zarr.Group, path: str) -> None:
         del root[path]
 
 
-def create_group(
-    root: zarr.Group,
-    stage: str,
-    fp: str,
-    *,
-    upstream: str | None,
-    config: Mapping[str, Any],
-    n: int,
-    backend: str | None = None,
-    attrs: Mapping[str, Any] | None = None,
-    meta: Meta | None = None,
-) -> zarr.Group:
-    """Create `<stage>/<fp>` with `done`, `error` (and `meta/*` for clean); return it.
+ROW_CHUNK = 4096  # row columns: written by the driving process only, so big chunks need no lock
 
-    Arrays with N rows that the stage writes itself are made by `create_rows_array` before the
-    group is marked initialised, so that workers never race to create them.
+
+def string_array(values: Any) -> np.ndarray:
+    """Python strings as numpy's StringDType, what a Zarr v3 string array takes."""
+    return np.asarray(list(values), dtype=object).astype(np.dtypes.StringDType())
+
+
+def create_group(root: zarr.Group, stage: str, fp: str, *, upstream: str | None, config: Mapping[str, Any],
+                 backend: str | None = None, attrs: Mapping[str, Any] | None = None) -> zarr.Group:
+    """Create an empty `<stage>/<fp>`: its row columns (STORE.md "Rows") with 0 committed rows; return it.
+
+    The stage's data arrays are made by `create_rows_array` (0 rows, growing later) before the
+    caller marks the group initialised, so that workers never race to create them.
     """
     if f"{stage}/{fp}" in root and not root[f"{stage}/{fp}"].attrs.get("initialized"):
         delete_group(root, f"{stage}/{fp}")
     grp = root.require_group(stage).require_group(fp)
-    grp.create_array("done", shape=(n,), chunks=(1,), dtype=bool, fill_value=False, overwrite=True)
-    grp.create_array("error", shape=(n,), chunks=(1,), dtype=str, fill_value="", overwrite=True)
-    for key, values in (meta.columns() if meta else {}).items():
-        values = list(values)
-        dtype = np.int8 if key == "label" else str
-        arr = grp.create_array(f"meta/{key}", shape=(n,), chunks=(1,), dtype=dtype, overwrite=True)
-        if n:
-            arr[:] = np.asarray(values, dtype=np.int8 if key == "label" else object).astype(
-                np.int8 if key == "label" else np.dtypes.StringDType())
+    columns: dict[str, Any] = {"rows/id": str, "rows/version": str, "done": bool, "error": str}
+    if upstream is not None:
+        columns["rows/upstream"] = np.int64
+    if stage == "clean":
+        columns |= {f"meta/{k}": np.int8 if k == "label" else str for k in ("class", "split", "defect", "label",
+                                                                               "source")}
+    for name, dtype in columns.items():
+        fill = "" if dtype is str else (-1 if dtype is np.int64 else 0)
+        grp.create_array(name, shape=(0,), chunks=(ROW_CHUNK,), dtype=dtype, fill_value=fill, overwrite=True)
     grp.attrs.update({
         "schema": SCHEMA, "stage": stage, "fingerprint": fp, "upstream": upstream,
         "config": dict(config), "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": package_versions(backend), "n_samples": n, **(attrs or {}),
+        "versions": package_versions(backend), "n_rows": 0, **(attrs or {}),
     })
     return grp
 
@@ -186,7 +209,7 @@ def create_group(
 def create_rows_array(grp: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any,
                       chunks: tuple[int, ...] | None = None, fill_value: Any = 0,
                       compressors: Any = "auto") -> zarr.Array:
-    """An array with N leading rows, chunked one row at a time (STORE.md) unless `chunks` says finer."""
+    """A data array with a growing row axis (shape[0], 0 at creation), one row a chunk unless `chunks` says finer."""
     chunks = chunks or (1, *shape[1:])
     return grp.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill_value, overwrite=True,
                             compressors=compressors)
@@ -213,61 +236,25 @@ def open_stage(url: str, stage: str, fp: str) -> zarr.Group:
 
 
 def write_row(grp: zarr.Group, r: int, rows: Mapping[str, np.ndarray], points: Mapping[str, np.ndarray]) -> None:
-    """Write row r: `rows` into the N-row arrays at index r, `points` as `points/<r>/<name>`.
+    """Write row r's data: `rows` into the row-axis arrays at index r, `points` as `points/<r>/<name>`.
 
-    Clears the row's `error`. Does not mark it done: call `mark_done` after this returns.
+    Does not mark it done: the driving process does, after this returns (`rows.mark`).
     """
     for name, value in points.items():
         grp.create_array(f"points/{r}/{name}", data=np.ascontiguousarray(value), overwrite=True)
     for name, value in rows.items():
         grp[name][r] = value
-    grp["error"][r] = ""
 
 
-def mark_done(grp: zarr.Group, r: int) -> None:
-    """Flip row r to done. Only after every array of the row is written."""
-    grp["done"][r] = True
-
-
-def mark_error(grp: zarr.Group, r: int, message: str) -> None:
-    """Record a one-line failure for row r and leave it not done."""
-    grp["done"][r] = False
-    grp["error"][r] = " ".join(str(message).split())[:500]
-
-
-def upstream_failures(grp: zarr.Group, upstream: zarr.Group, stage: str,
-                      todo: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Fail the rows to do whose upstream row is not done ('<stage> failed: <its error>').
-
-    Returns the upstream's done mask (the rows ready to process) and its error column.
-    """
-    ready = done_mask(upstream)
-    errors = read_strings(upstream["error"])
-    for r in np.flatnonzero(todo & ~ready):
-        mark_error(grp, int(r), f"{stage} failed: {errors[r] or 'not done'}")
-    return ready, errors
-
-
-def read_strings(arr: zarr.Array) -> list[str]:
-    """A Zarr string array as Python strings."""
-    return [str(x) for x in np.asarray(arr[:]).tolist()]
-
-
-def read_meta(grp: zarr.Group) -> Meta:
-    """The clean group's `meta/*` columns."""
-    return Meta(*(read_strings(grp[f"meta/{k}"]) for k in ("id", "class", "split", "defect")),
-                [int(x) for x in np.asarray(grp["meta/label"][:])], read_strings(grp["meta/source"]))
+def read_strings(arr: zarr.Array, n: int | None = None) -> list[str]:
+    """A Zarr string array (its first `n` entries) as Python strings."""
+    return [str(x) for x in np.asarray(arr[:n] if n is not None else arr[:]).tolist()]
 
 
 def read_points(grp: zarr.Group, r: int) -> dict[str, np.ndarray]:
     """Every `points/<r>/*` array of a row."""
     sub = grp[f"points/{r}"]
     return {name: np.asarray(arr[:]) for name, arr in sub.arrays()}
-
-
-def done_mask(grp: zarr.Group) -> np.ndarray:
-    """The `done` column as a bool array."""
-    return np.asarray(grp["done"][:], dtype=bool)
 
 
 def disk_size(grp: zarr.Group) -> int | None:

@@ -11,16 +11,15 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from ..cache import schema, store
-from ..cache.runner import RunOptions, RunReport, run_stage
+from ..cache import locks, rows, schema, store
+from ..cache.runner import RunOptions, RunReport, dry_report, run_stage
 from ..catalog import Catalog, DatasetEntry
 from ..config import as_json_dict
 from ..errors import OptionError
 from ..stages.encode import EncoderKey, encode_blocks, get_encoder, resolve_device
 from .identity import Prepared, encode_config, encode_identity, prepare_encode
 from .render import run_render
+from .stagerows import ready, sub_plan, widen
 
 JOB_BLOCKS = 4  # blocks per task: progress granularity vs. pipeline refills
 
@@ -48,7 +47,7 @@ def encode_task(job: dict[str, Any]) -> list[tuple[int, str]]:
             torch.set_num_threads(job["threads"])
         encoder = get_encoder(EncoderKey(**job["key"]))
         io = schema.FeatureRows(store.open_stage(job["url"], "render", job["render_fp"]),
-                                store.open_stage(job["url"], "encode", job["fp"]))
+                                store.open_stage(job["url"], "encode", job["fp"]), job["sources"])
         encode_blocks([(b["rows"], b["write"]) for b in job["blocks"]], encoder, io,
                       on_row=lambda r, e: outcomes.append((r, e)))
     except Exception as exc:  # the model failed to load, or the store to open: fail these rows
@@ -57,16 +56,15 @@ def encode_task(job: dict[str, Any]) -> list[tuple[int, str]]:
     return outcomes
 
 
-def aligned_blocks(todo: np.ndarray, ready: np.ndarray, size: int) -> list[dict[str, list[int]]]:
-    """Blocks of `size` aligned rows (r // size) holding a row to write; ready rows encoded, todo ones written.
+def aligned_blocks(targets: list[int], size: int) -> list[dict[str, list[int]]]:
+    """The rows to write in blocks of `size` aligned rows (r // size): one forward pass each.
 
-    Aligned blocks keep batch composition fixed, so a resumed cache equals an uninterrupted one.
+    Aligned blocks keep batch composition fixed, so a resumed run equals an uninterrupted one.
     """
-    blocks = []
-    for b in sorted({int(r) // size for r in np.flatnonzero(todo & ready)}):
-        rows = [r for r in range(b * size, min((b + 1) * size, len(ready))) if ready[r]]
-        blocks.append({"rows": rows, "write": [r for r in rows if todo[r]]})
-    return blocks
+    by_block: dict[int, list[int]] = {}
+    for r in sorted(targets):
+        by_block.setdefault(r // size, []).append(r)
+    return [{"rows": rows, "write": rows} for _, rows in sorted(by_block.items())]
 
 
 def encoder_key(prep: Prepared, device: str) -> EncoderKey:
@@ -79,30 +77,48 @@ def encoder_key(prep: Prepared, device: str) -> EncoderKey:
 def run_encode(catalog: Catalog, entry: DatasetEntry, opts: RunOptions, enc: EncodeOptions,
                overrides: dict[str, Any] | None = None,
                render_overrides: dict[str, Any] | None = None) -> list[RunReport]:
-    """Encode every row whose render is done and whose encode is not; return all stages' reports."""
+    """Encode every sample whose render row is current and whose encode row is not; return all stages' reports."""
     device = resolve_device(enc.device)
     prep = prepare_encode(encode_config(entry, overrides), enc.weights, device)  # fails before any work
     if enc.batch_size < 1:
         raise OptionError("batch_size", enc.batch_size, "must be at least 1")
-    reports = run_render(catalog, entry, opts, render_overrides)
-    render_fp, refs = reports[-1].fingerprint, reports[-1].refs
-    root = store.open_dataset(catalog.cache, entry.name)
-    render_grp = store.find_group(root, "render", render_fp)
-    fp = encode_identity(prep, render_fp)
-    grp = store.find_group(root, "encode", fp) or schema.create_encode_group(
-        root, fp, render_grp, as_json_dict(prep.config), prep.model_info, len(refs))
-    todo = ~store.done_mask(grp)
-    ready, render_errors = store.upstream_failures(grp, render_grp, "render", todo)
-    blocks = aligned_blocks(todo, ready, enc.batch_size)
+    with locks.writing(catalog.cache, entry.name, enabled=not opts.dry_run):
+        reports = run_render(catalog, entry, opts, render_overrides)
+        up = reports[-1]
+        fp = encode_identity(prep, up.fingerprint)
+        url = store.dataset_url(catalog.cache, entry.name)
+        pos = ready(up)
+        keys = [(up.refs[k].id, up.versions[k]) for k in pos]
+        exists = store.dataset_exists(catalog.cache, entry.name)
+        root = store.open_dataset(catalog.cache, entry.name, mode="r") if exists else None
+        render_grp = store.find_group(root, "render", up.fingerprint) if root is not None else None
+        grp = store.find_group(root, "encode", fp) if render_grp is not None else None
+        if opts.dry_run:
+            return [*reports, widen(dry_report("encode", fp, url, keys, sub_plan(grp, keys, opts.retry_failed)),
+                                    pos, up)]
+        grp = grp or schema.create_encode_group(store.open_dataset(catalog.cache, entry.name), fp, render_grp,
+                                                as_json_dict(prep.config), prep.model_info)
+        p = sub_plan(grp, keys, opts.retry_failed)
+        src = [int(up.rows[k]) for k in pos]
+        targets = rows.reserve(grp, p, keys, {"rows/upstream": src})
+        jobs = _jobs(targets, src, enc, opts, {"url": url, "fp": fp, "render_fp": up.fingerprint,
+                                               "key": dataclasses.asdict(encoder_key(prep, device))})
+        report = run_stage("encode", grp, fp, url, keys, p, targets, jobs, encode_task, opts, unit="view",
+                           per_row=schema.views_per_row(render_grp))
+    return [*reports, widen(report, pos, up)]
+
+
+def _jobs(targets: dict[int, int], src: list[int], enc: EncodeOptions, opts: RunOptions,
+          common: dict[str, Any]) -> list[dict[str, Any]]:
+    """Encode tasks of `JOB_BLOCKS` aligned blocks each, with the render row each encode row reads."""
+    blocks = aligned_blocks(list(targets.values()), enc.batch_size)
+    sources = {r: src[k] for k, r in targets.items()}
     threads = enc.threads or (max(1, (os.cpu_count() or 1) // max(1, opts.workers))
                               if opts.workers or opts.scheduler else 0)
-    url = store.dataset_url(catalog.cache, entry.name)
-    key = dataclasses.asdict(encoder_key(prep, device))
-    jobs = [{"rows": [r for b in chunk for r in b["write"]], "blocks": chunk, "url": url, "fp": fp,
-             "render_fp": render_fp, "key": key, "threads": threads}
-            for chunk in (blocks[i:i + JOB_BLOCKS] for i in range(0, len(blocks), JOB_BLOCKS))]
-    report = run_stage("encode", grp, fp, url, [r.id for r in refs], jobs, encode_task, opts, unit="view",
-                       per_row=schema.views_per_row(render_grp))
-    report.failures += [(int(r), refs[r].id, f"render failed: {render_errors[r]}")
-                        for r in np.flatnonzero(todo & ~ready)]
-    return [*reports, report]
+    jobs = []
+    for i in range(0, len(blocks), JOB_BLOCKS):
+        chunk = blocks[i:i + JOB_BLOCKS]
+        written = [r for b in chunk for r in b["write"]]
+        jobs.append({"rows": written, "blocks": chunk, "sources": {r: sources[r] for r in written},
+                     "threads": threads, **common})
+    return jobs

@@ -2,8 +2,8 @@
 
 A fingerprint (`cache.store.fingerprint`) hashes everything that changes a stage's output and
 nothing else:
-- clean: the format, root, class/split selection, loader options, the row list (ids and sources;
-  `files` labels too) and the `CleanConfig`;
+- clean: the format, the loader options and the `CleanConfig`; never the root, the class/split
+  selection or the list of samples (rows are keyed by sample id and version, `cache.rows`);
 - render: the `RenderConfig` and the clean fingerprint;
 - encode: the concrete `EncodeConfig` (layers and blocks filled in), the model name, the weights'
   SHA-256 and the render fingerprint.
@@ -15,13 +15,14 @@ refuses them as overrides). The stage jobs, `gc` and `status` all ask this modul
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ..cache import store
+from ..cache import store, versions
+from ..cache.versions import FileMemo
 from ..catalog import DatasetEntry
 from ..config import as_json_dict, build_config
 from ..errors import OptionError, PointadError
@@ -128,15 +129,33 @@ def prepare_encode(cfg: EncodeConfig, weights_arg: str | None, device: str) -> P
 # ---------------------------------------------------------------- fingerprints
 
 
-def clean_identity(entry: DatasetEntry, refs: list[SampleRef]) -> tuple[str, dict[str, Any]]:
-    """Fingerprint and full config of the clean stage; the row list is part of it."""
-    # `files` labels come from labels.csv, not from the paths, so they join the row list's hash
-    lines = [f"{r.id}\t{r.source}" + (f"\t{r.label}\t{r.defect}" if entry.format == "files" else "") for r in refs]
-    rows = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
-    config = {"format": entry.format, "root": str(entry.root), "classes": entry.classes, "splits": entry.splits,
-              "loader": entry.loader, "rows_sha256": rows, "clean": as_json_dict(clean_config(entry))}
+def clean_identity(entry: DatasetEntry) -> tuple[str, dict[str, Any]]:
+    """Fingerprint and full config of the clean stage: what changes a cleaned row, nothing about which rows."""
+    config = {"format": entry.format, "loader": entry.loader, "clean": as_json_dict(clean_config(entry))}
     config = json.loads(json.dumps(config))
     return store.fingerprint("clean", config, None), config
+
+
+def sample_versions(refs: list[SampleRef], root: Path, memo: FileMemo) -> list[str]:
+    """Each sample's version (its files' content digest), in order; `memo` spares re-reading unchanged files."""
+    return versions.sample_versions(refs, root, memo)
+
+
+def dataset_meta(entry: DatasetEntry, refs: list[SampleRef]) -> store.Meta:
+    """The samples' `meta/*` columns; `source` relative to the dataset root (moving the root changes nothing)."""
+    return store.Meta([r.id for r in refs], [r.cls for r in refs], [r.split for r in refs], [r.defect for r in refs],
+                      [r.label for r in refs], [versions.relative(r.source, entry.root) for r in refs])
+
+
+def current_samples(cache_root: str, entry: DatasetEntry) -> tuple[store.Meta, list[str]]:
+    """The samples the catalog points at now and their versions (train, evaluate, status read this view).
+
+    Reads the cache's memo but never writes it (readers hold no write lock).
+    """
+    refs = index_rows(entry)
+    root = store.open_dataset(cache_root, entry.name, mode="r") if store.dataset_exists(cache_root, entry.name) \
+        else None
+    return dataset_meta(entry, refs), sample_versions(refs, entry.root, FileMemo.load(root))
 
 
 def render_identity(cfg: RenderConfig, clean_fp: str) -> str:
