@@ -23,6 +23,11 @@ SchedulerOpt = Annotated[str | None, typer.Option(
     "--scheduler", help="Address of an existing dask.distributed scheduler (tcp://host:8786) to run on.")]
 StrictOpt = Annotated[bool, typer.Option(
     "--strict", help="Exit non-zero when any sample failed (by default only when nothing succeeded).")]
+RetryOpt = Annotated[bool, typer.Option(
+    "--retry-failed", help="Retry rows whose failure is remembered (by default a failed row is retried only when "
+    "its files or the stage's config change).")]
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", help="Print what each stage would do (new, stale, unfinished, current, failed rows); do nothing.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
 CheckpointOpt = Annotated[Path, typer.Option(
     help="A prompts .pt written by `train` (its .json sidecar beside it), or a checkpoint in the PointAD "
@@ -69,12 +74,13 @@ def console_log(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-def run_options(workers: int | None, scheduler: str | None) -> Any:
+def run_options(workers: int | None, scheduler: str | None, retry_failed: bool = False,
+                dry_run: bool = False) -> Any:
     """RunOptions from the flags: one worker per core by default; failures printed as they happen."""
     from pointad_pipe.pipeline.cache.runner import RunOptions, default_workers
 
     return RunOptions(workers=default_workers() if workers is None else workers, scheduler=scheduler,
-                      log=console_log)
+                      log=console_log, retry_failed=retry_failed, dry_run=dry_run)
 
 
 def int_list(value: str | None, flag: str) -> tuple[int, ...] | None:
@@ -92,17 +98,33 @@ def name_list(value: str) -> list[str]:
     return [x.strip() for x in value.split(",") if x.strip()]
 
 
+def _report_line(rep) -> str:  # noqa: ANN001 - a RunReport
+    """One stage run (or plan) on one line."""
+    plan = rep.planned
+    if rep.dry_run:
+        todo = plan.get("new", 0) + plan.get("stale", 0) + plan.get("pending", 0) + plan.get("retried", 0)
+        return (f"{rep.stage} {rep.fingerprint}: would do {todo} ({plan.get('new', 0)} new, {plan.get('stale', 0)} "
+                f"stale, {plan.get('pending', 0)} unfinished, {plan.get('retried', 0)} retried), "
+                f"{rep.skipped} current, {len(rep.remembered)} failed, {len(rep.blocked)} waiting on upstream")
+    line = (f"{rep.stage} {rep.fingerprint}: {rep.done}/{rep.total} current "
+            f"({rep.succeeded} now, {rep.skipped} already), {len(rep.failures) + len(rep.remembered)} failed")
+    extras = [f"{len(rep.remembered)} of them earlier (not retried; --retry-failed)" if rep.remembered else "",
+              f"{len(rep.blocked)} waiting on a failed upstream row" if rep.blocked else "",
+              f"{rep.hashed} files hashed" if rep.hashed else ""]
+    return line + "".join(f"; {x}" for x in extras if x)
+
+
 def print_reports(reports: list, strict: bool) -> int:  # noqa: ANN001 - RunReports
-    """One line per stage run and each failed row; the cache line; the exit code."""
+    """One line per stage run and each failed row (this run's and remembered ones); the cache line; the exit code."""
     code = 0
     for rep in reports:
-        line = (f"{rep.stage} {rep.fingerprint}: {rep.done}/{rep.total} done "
-                f"({rep.succeeded} now, {rep.skipped} already), {len(rep.failures)} failed")
-        typer.echo(line, err=True)
+        typer.echo(_report_line(rep), err=True)
         for row, sid, err in rep.failures:
             typer.echo(f"  failed row {row} {sid}: {err}", err=True)
+        for row, sid, err in rep.remembered:
+            typer.echo(f"  failed earlier, row {row} {sid}: {err}", err=True)
         code = max(code, rep.exit_code(strict))
-    if reports:
+    if reports and not reports[-1].dry_run:
         typer.echo(f"cache: {reports[-1].url} ({reports[-1].stage}/{reports[-1].fingerprint})")
     return code
 

@@ -13,7 +13,9 @@ from .options import (
     CatalogOpt,
     DatasetOpt,
     DeviceOpt,
+    DryRunOpt,
     OnlyDatasetOpt,
+    RetryOpt,
     SchedulerOpt,
     StrictOpt,
     WorkersOpt,
@@ -48,6 +50,8 @@ def clean(
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     strict: StrictOpt = False,
+    retry_failed: RetryOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Clean every sample: drop invalid points, remove the table plane, keep the object, resample."""
 
@@ -55,7 +59,7 @@ def clean(
         from pointad_pipe.pipeline.jobs.clean import run_clean
 
         cat = load(catalog, cache)
-        report, _ = run_clean(cat, cat.dataset(dataset), run_options(workers, scheduler))
+        report, _ = run_clean(cat, cat.dataset(dataset), run_options(workers, scheduler, retry_failed, dry_run))
         return print_reports([report], strict)
 
     guarded(body)
@@ -73,6 +77,8 @@ def render(
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     strict: StrictOpt = False,
+    retry_failed: RetryOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Render K views of every cleaned cloud with pixel<->point maps (runs `clean` first where needed)."""
 
@@ -80,7 +86,7 @@ def render(
         from pointad_pipe.pipeline.jobs.render import run_render
 
         cat = load(catalog, cache)
-        reports = run_render(cat, cat.dataset(dataset), run_options(workers, scheduler),
+        reports = run_render(cat, cat.dataset(dataset), run_options(workers, scheduler, retry_failed, dry_run),
                              {"backend": backend, "visibility": visibility, "image_size": image_size})
         return print_reports(reports, strict)
 
@@ -112,6 +118,8 @@ def encode(
         "--workers", "-j", help="Worker processes, each loading the model once; 0 runs in this process.")] = 0,
     scheduler: SchedulerOpt = None,
     strict: StrictOpt = False,
+    retry_failed: RetryOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Encode every rendering (and RGB image) with the frozen CLIP into cached features (runs `render` first)."""
 
@@ -120,7 +128,7 @@ def encode(
 
         cat = load(catalog, cache)
         overrides = {"model": model, "layers": int_list(layers, "--layers"), "dpam": dpam, "dtype": dtype}
-        reports = run_encode(cat, cat.dataset(dataset), run_options(workers, scheduler),
+        reports = run_encode(cat, cat.dataset(dataset), run_options(workers, scheduler, retry_failed, dry_run),
                              EncodeOptions(device=device, batch_size=batch_size, weights=weights, threads=threads),
                              overrides)
         return print_reports(reports, strict)
@@ -137,18 +145,32 @@ def gc(
         "--strict", help="Also remove render variants (e.g. made with --visibility) that are not the catalog's.")]
     = False,
 ) -> None:
-    """Remove cache groups the current catalog no longer leads to (an old clean config, their renders, encodes)."""
+    """Compact the cache: drop rows and groups that nothing leads to any more.
+
+    Rows of removed files and old versions of edited ones go, and groups of configs the catalog no
+    longer names. It stops at once if another command is using the dataset's cache.
+    """
 
     def body() -> int:
         from pointad_pipe.pipeline.cache.status import human_size
         from pointad_pipe.pipeline.jobs.gc import collect
 
         found = collect(load(catalog, cache), dataset, strict, dry_run)
-        for name, item in found:
-            typer.echo(f"{name}: {item.stage}/{item.fingerprint}  {human_size(item.size)}  ({item.reason})")
-        total, count = sum(item.size or 0 for _, item in found), len(found)
         verb = "would remove" if dry_run else "removed"
-        typer.echo(f"{verb} {count} group(s), {human_size(total)}" + (" (dry run)" if dry_run else ""))
+        for item in found:
+            if item.note and item.schema is not None and item.schema != "pointad-pipe/2":
+                typer.echo(f"{item.dataset}: {item.note}")
+                continue
+            for s in item.stale:
+                typer.echo(f"{item.dataset}: {verb} {s.stage}/{s.fingerprint}  {human_size(s.size)}  ({s.reason})")
+            for g in item.groups:
+                if g.dead_rows and not item.removes(g):
+                    typer.echo(f"{item.dataset}: {verb} {len(g.dead_rows)} row(s) of {g.stage}/{g.fingerprint}  "
+                               f"{human_size(g.freeable)}  (no file leads to them any more)")
+        total = sum(item.freeable() for item in found)
+        typer.echo(f"{verb} {sum(len(i.stale) for i in found)} group(s) and "
+                   f"{sum(len(g.dead_rows) for i in found for g in i.groups if not i.removes(g))} row(s), "
+                   f"{human_size(total)}" + (" (dry run)" if dry_run else ""))
         return 0
 
     guarded(body)
@@ -158,16 +180,27 @@ def status(
     catalog: CatalogOpt = DEFAULT_CATALOG,
     cache: CacheOpt = None,
     dataset: OnlyDatasetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")] = False,
 ) -> None:
-    """List each dataset's stage groups: fingerprint, done and failed rows, disk size."""
+    """Show each stage group's current, stale, missing and failed samples, and what `gc` could free.
+
+    Stale: the sample's files changed since its row was made. Failed rows are listed with their errors.
+    """
 
     def body() -> int:
-        from pointad_pipe.pipeline.cache.status import dataset_status
+        import json
+
+        from pointad_pipe.pipeline.jobs.gc import survey
+
+        from .status_lines import survey_lines
 
         cat = load(catalog, cache)
-        for name in [dataset] if dataset else list(cat.datasets):
-            cat.dataset(name)
-            for line in dataset_status(cat.cache, name):
+        found = [survey(cat, cat.dataset(name)) for name in ([dataset] if dataset else list(cat.datasets))]
+        if as_json:
+            typer.echo(json.dumps([s.as_json() for s in found], indent=2))
+            return 0
+        for item in found:
+            for line in survey_lines(item):
                 typer.echo(line)
         return 0
 

@@ -186,9 +186,10 @@ def tombstone(grp: zarr.Group, rows: Sequence[int]) -> None:
     for r in rows:
         grp["rows/id"][r] = ""
     base = f"{grp.path}/" if grp.path else ""
-    data = [name for name, a in grp.arrays() if a.chunks[0] == 1]
+    data = [(name, a.ndim) for name, a in grp.arrays() if a.chunks[0] == 1]
     for r in rows:
-        for name in data:
-            sync(grp.store.delete_dir(f"{base}{name}/c/{r}"))
+        for name, ndim in data:  # row r's chunk is the file `c/<r>` (1-D) or the folder `c/<r>/...`
+            key = f"{base}{name}/c/{r}"
+            sync(grp.store.delete(key) if ndim == 1 else grp.store.delete_dir(key))
         for sub in ("points", "rgb_grid"):
             sync(grp.store.delete_dir(f"{base}{sub}/{r}"))

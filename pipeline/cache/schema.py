@@ -237,6 +237,7 @@ class CachedSamples:
         self.classes: list[str] = view.meta.classes
         self.labels = np.asarray(view.meta.labels, int)
         self.has_rgb = "rgb_patch" in self.encode and "rgb_image" in self.render
+        self.digest = view.digest()  # which samples at which versions: recorded in run reports
 
     def item(self, i: int) -> EncodedRow:
         """One sample for training."""

@@ -1,10 +1,24 @@
-"""What the cache holds, per dataset and stage group (the `status` command's lines)."""
+"""What a stage group holds for the dataset as it is now (the `status` command, and `gc`'s row list).
+
+Counts are per sample of the current view: current, stale (its files changed since), missing (no
+row at all), failed (remembered). Dead rows are those no file under the dataset root leads to any
+more: `gc` drops them, and their bytes are what it could free.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from . import store
+import zarr
+
+from . import rows
+
+Key = tuple[str, str]
+_ROW_PATH = re.compile(r"^(?:points|rgb_grid)/(\d+)(?:/|$)|^[^/]+/c/(\d+)(?:/|$)")
 
 
 def human_size(n: int | None) -> str:
@@ -18,22 +32,71 @@ def human_size(n: int | None) -> str:
     return f"{n:.1f} TB"
 
 
-def dataset_status(cache_root: str, dataset: str) -> list[str]:
-    """One line per stage group: stage, fingerprint, done/failed/total, size, created."""
-    url = store.dataset_url(cache_root, dataset)
-    if not store.dataset_exists(cache_root, dataset):
-        return [f"{dataset}: nothing cached yet ({url})"]
-    root = store.open_dataset(cache_root, dataset, mode="r")
-    lines = [f"{dataset}: {url}"]
-    for stage in store.STAGES:
-        for grp in store.stage_groups(root, stage):
-            done = store.done_mask(grp)
-            failed = int(np.count_nonzero([bool(e) for e in store.read_strings(grp["error"])]))
-            extra = {"render": f" backend={grp.attrs.get('backend')}",
-                     "encode": f" model={grp.attrs.get('model')} layers={grp.attrs.get('layers')}"}.get(stage, "")
-            size = human_size(store.disk_size(grp))
-            lines.append(f"  {stage:<7}{grp.attrs['fingerprint']}  done {int(done.sum())}/{len(done)}  "
-                         f"failed {failed}  {size}  {grp.attrs.get('created_utc', '')}{extra}")
-    if len(lines) == 1:
-        lines.append("  (no stage groups)")
-    return lines
+def disk_bytes(grp: zarr.Group) -> tuple[int, dict[int, int]] | None:
+    """A group's bytes on disk, total and per row (local stores only; None for remote stores)."""
+    local = getattr(grp.store, "root", None)
+    if not isinstance(local, Path):
+        return None
+    base = local / grp.path
+    total, per_row = 0, {}
+    for p in base.rglob("*"):
+        if p.is_file():
+            size = p.stat().st_size
+            total += size
+            m = _ROW_PATH.match(p.relative_to(base).as_posix())
+            if m:
+                r = int(m.group(1) or m.group(2))
+                per_row[r] = per_row.get(r, 0) + size
+    return total, per_row
+
+
+@dataclass
+class GroupStatus:
+    """One stage group against the dataset's samples now."""
+
+    stage: str
+    fingerprint: str
+    upstream: str | None
+    created: str
+    rows: int  # committed rows
+    current: int = 0
+    stale: int = 0
+    missing: int = 0
+    failed: int = 0
+    dead_rows: list[int] = field(default_factory=list)  # no file leads to them: gc drops them
+    size: int | None = None
+    freeable: int | None = None  # bytes of the dead rows
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (id, error) of the failed samples
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def group_status(grp: zarr.Group, view: Mapping[str, str], live: Collection[Key] | None) -> GroupStatus:
+    """Count `grp`'s rows against `view` ({id: version now}); `live` (every file's key) finds dead rows."""
+    table = rows.read_table(grp)
+    index = table.index()
+    with_rows = {i for i in table.ids if i}
+    out = GroupStatus(grp.attrs["stage"], grp.attrs["fingerprint"], grp.attrs.get("upstream"),
+                      str(grp.attrs.get("created_utc", "")), table.n,
+                      detail={k: grp.attrs[k] for k in ("backend", "model", "layers") if k in grp.attrs})
+    for sid, version in view.items():
+        r = index.get((sid, version))
+        if r is not None and table.done[r]:
+            out.current += 1
+        elif r is not None and table.errors[r]:
+            out.failed += 1
+            out.errors.append((sid, table.errors[r]))
+        elif sid in with_rows and r is None:
+            out.stale += 1
+        else:
+            out.missing += 1
+    if live is not None:
+        live_set = set(live)
+        out.dead_rows = [r for r, key in enumerate(zip(table.ids, table.versions, strict=True))
+                         if key[0] and key not in live_set]
+    sizes = disk_bytes(grp)
+    if sizes is not None:
+        out.size = sizes[0]
+        if live is not None:  # a gc killed mid-way leaves tombstones with data: finish them
+            out.dead_rows += [r for r in range(table.n) if not table.ids[r] and sizes[1].get(r, 0)]
+        out.freeable = sum(sizes[1].get(r, 0) for r in out.dead_rows)
+    return out

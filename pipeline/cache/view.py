@@ -7,6 +7,7 @@ work), and a changed file's old rows are not current, so nothing stale is ever r
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,11 +29,18 @@ class View:
     render: zarr.Group
     clean: zarr.Group
     meta: Meta
+    versions: list[str]
     rows: np.ndarray  # (n, 3) int64
     missing: list[str]  # ids of the catalog's samples without a current encode row
 
     def __len__(self) -> int:
         return len(self.meta.ids)
+
+    def digest(self, positions: Sequence[int] | None = None) -> str:
+        """16 hex characters over the (id, version) pairs at `positions` (default: all): which data a run saw."""
+        pick = range(len(self)) if positions is None else positions
+        text = "\n".join(sorted(f"{self.meta.ids[i]}\t{self.versions[i]}" for i in pick))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def upstream_groups(root: zarr.Group, encode: zarr.Group) -> tuple[zarr.Group, zarr.Group]:
@@ -55,4 +63,4 @@ def current_view(root: zarr.Group, encode: zarr.Group, meta: Meta, versions: Seq
         rr = int(enc_up[e])
         triples[j] = (int(render_up[rr]), rr, e)
     missing = [meta.ids[i] for i in range(len(keys)) if enc_rows[i] < 0]
-    return View(encode, render, clean, meta.take(keep), triples, missing)
+    return View(encode, render, clean, meta.take(keep), [versions[i] for i in keep], triples, missing)

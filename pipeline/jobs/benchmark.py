@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cache import locks
 from ..catalog import Catalog, DatasetEntry
 from ..errors import OptionError
 from ..outputs.names import safe_name
@@ -53,8 +54,17 @@ def aggregate(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_key(encode_fp: str, cfg: TrainConfig) -> str:
-    """8 hex digits of the encode group and train config: a changed config trains in a new folder."""
+    """8 hex digits of the encode group and train config: a changed config trains in a new folder.
+
+    (Changed samples retrain in the same folder: `reusable` compares them.)
+    """
     return hashlib.sha256(json.dumps([encode_fp, asdict(cfg)], sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _resumable(run_dir: Path, samples: str) -> bool:
+    """Resume a killed training run only when it was training on these samples (`View.digest`)."""
+    sides = sorted(run_dir.glob("prompts_e*.json"))
+    return not sides or json.loads(sides[-1].read_text()).get("samples_sha256") == samples
 
 
 def _given_run(catalog: Catalog, entry: DatasetEntry, cls: str, ckpt: Path, out: Path, opts: EvalOptions,
@@ -80,6 +90,13 @@ def benchmark(catalog: Catalog, entry: DatasetEntry, train_classes: list[str], o
     Returns the table, plus `reused` {class: True when both its checkpoint and evaluation were reused}
     (not written to benchmark.json, which stays the same on a rerun).
     """
+    with locks.reading(catalog.cache, entry.name):
+        return _benchmark(catalog, entry, train_classes, out, cfg, opts, device, split, log, given)
+
+
+def _benchmark(catalog: Catalog, entry: DatasetEntry, train_classes: list[str], out: Path, cfg: TrainConfig,
+               opts: EvalOptions, device: str, split: str, log: Callable[[str], None] | None,
+               given: dict[str, Path] | None) -> dict[str, Any]:
     from ..stages.encode import resolve_device
 
     log = log or (lambda message: None)
@@ -99,18 +116,20 @@ def benchmark(catalog: Catalog, entry: DatasetEntry, train_classes: list[str], o
         data = select_rows(catalog, entry, [cls], split)
         run_dir = out / f"train_{safe_name(cls)}_{run_key(data.encode.attrs['fingerprint'], cfg)}"
         ckpt = run_dir / "prompts.pt"
-        reused[cls] = reusable(ckpt, data.encode.attrs["fingerprint"], cfg)
+        reused[cls] = reusable(ckpt, data.encode.attrs["fingerprint"], cfg, data.view.digest(data.rows))
         if reused[cls]:
             log(f"[{cls}] reusing {ckpt}")
         else:
             spec, resolved = check_model(data.encode, None, opts.weights)
             log(f"[{cls}] training on {len(data.rows)} samples -> {run_dir}")
-            train(data, cfg, run_dir, spec, resolved, device=device, resume=True,
+            resume = _resumable(run_dir, data.view.digest(data.rows))
+            train(data, cfg, run_dir, spec, resolved, device=device, resume=resume,
                   extra={"dataset": entry.name, "split": split})
         eval_dir = out / f"eval_{safe_name(cls)}"
         eval_opts = EvalOptions(**{**asdict(opts), "protocol": "one-vs-rest", "classes": None})
         done = finished_run(eval_dir, ckpt, eval_opts)
-        if done is not None and done.get("encode_fingerprint") == data.encode.attrs["fingerprint"]:
+        if done is not None and done.get("encode_fingerprint") == data.encode.attrs["fingerprint"] \
+                and done.get("samples_sha256") == data.view.digest():
             log(f"[{cls}] reusing the evaluation in {eval_dir}")
             runs[cls] = done
         else:

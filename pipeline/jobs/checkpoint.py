@@ -279,13 +279,14 @@ def load_checkpoint(path: Path, **known: Any) -> Checkpoint:
     return Checkpoint(path, dict(raw), json.loads(side.read_text()))
 
 
-def reusable(checkpoint: Path, encode_fp: str, cfg: TrainConfig) -> bool:
-    """True when a finished checkpoint was trained on this encode group with this exact config."""
+def reusable(checkpoint: Path, encode_fp: str, cfg: TrainConfig, samples: str) -> bool:
+    """True when a finished checkpoint was trained on these samples (`View.digest`) of this encode group and config."""
     side = checkpoint.with_suffix(".json")
     if not checkpoint.is_file() or not side.is_file():
         return False
     info = json.loads(side.read_text())
-    return info.get("encode_fingerprint") == encode_fp and info.get("train") == json.loads(json.dumps(asdict(cfg)))
+    return (info.get("encode_fingerprint") == encode_fp and info.get("samples_sha256") == samples
+            and info.get("train") == json.loads(json.dumps(asdict(cfg))))
 
 
 def text_features(ckpt: Checkpoint, spec: Any, weights: Any, classes: list[str] | None,

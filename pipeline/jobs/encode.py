@@ -90,14 +90,13 @@ def run_encode(catalog: Catalog, entry: DatasetEntry, opts: RunOptions, enc: Enc
         pos = ready(up)
         keys = [(up.refs[k].id, up.versions[k]) for k in pos]
         exists = store.dataset_exists(catalog.cache, entry.name)
-        root = store.open_dataset(catalog.cache, entry.name, mode="r") if exists else None
+        root = store.open_dataset(catalog.cache, entry.name, mode="r" if opts.dry_run else "a") if exists else None
         render_grp = store.find_group(root, "render", up.fingerprint) if root is not None else None
         grp = store.find_group(root, "encode", fp) if render_grp is not None else None
         if opts.dry_run:
             return [*reports, widen(dry_report("encode", fp, url, keys, sub_plan(grp, keys, opts.retry_failed)),
                                     pos, up)]
-        grp = grp or schema.create_encode_group(store.open_dataset(catalog.cache, entry.name), fp, render_grp,
-                                                as_json_dict(prep.config), prep.model_info)
+        grp = grp or schema.create_encode_group(root, fp, render_grp, as_json_dict(prep.config), prep.model_info)
         p = sub_plan(grp, keys, opts.retry_failed)
         src = [int(up.rows[k]) for k in pos]
         targets = rows.reserve(grp, p, keys, {"rows/upstream": src})

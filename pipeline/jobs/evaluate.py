@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from ...model.inference import score_cloud_maps, view_maps
-from ..cache import store
+from ..cache import locks, store
 from ..cache.runner import progress
 from ..cache.schema import CachedSamples
 from ..cache.scores import ScoresStore
+from ..cache.view import View
 from ..catalog import Catalog, DatasetEntry
 from ..errors import CacheMissing, OptionError, PointadError
 from ..outputs.names import safe_name
@@ -32,6 +33,7 @@ from ..outputs.tables import write_metrics
 from ..stages.geometry import median_spacing
 from ..stages.weights import file_sha256
 from .checkpoint import Checkpoint, load_checkpoint, text_features
+from .identity import encode_groups, open_view
 from .train import check_model
 
 PROTOCOLS = ("one-vs-rest", "cross-dataset")
@@ -57,29 +59,31 @@ class EvalOptions:
     train_classes: tuple[str, ...] = ()  # an official checkpoint's training classes (its file does not say)
 
 
-def find_groups(catalog: Catalog, entry: DatasetEntry, side: dict[str, Any], protocol: str) -> tuple[Any, Any, Any]:
-    """The encode group to score (and its render and clean groups) for the protocol."""
+def find_groups(catalog: Catalog, entry: DatasetEntry, side: dict[str, Any], protocol: str) -> View:
+    """The current view of the encode group to score for the protocol."""
     if protocol not in PROTOCOLS:
         raise OptionError("protocol", protocol, f"expected one of {', '.join(PROTOCOLS)}")
-    root = store.open_dataset(catalog.cache, entry.name)
+    groups = encode_groups(catalog.cache, entry)
     trained_on = side.get("dataset")
     if protocol == "one-vs-rest":
         if trained_on and trained_on != entry.name:
             raise OptionError("protocol", protocol, f"the checkpoint was trained on dataset {trained_on!r}, not "
                                                     f"{entry.name!r}: score another dataset with cross-dataset")
-        enc = store.find_group(root, "encode", side["encode_fingerprint"])
+        fp = side["encode_fingerprint"]  # a converted schema-1 group answers to its old fingerprint too
+        named = [g for g in groups if fp in (g.attrs["fingerprint"], g.attrs.get("converted_from"))]
+        enc = named[-1] if named else None
         if enc is None:
             raise PointadError(f"the checkpoint was trained on encode/{side['encode_fingerprint']}, which dataset "
                                f"{entry.name!r} does not hold; encode it with the same model and config first")
     else:
-        fits = [g for g in store.stage_groups(root, "encode")
+        fits = [g for g in groups
                 if g.attrs.get("model") == side["model"] and g.attrs.get("weights_sha256") == side["weights_sha256"]
                 and all(x in g.attrs.get("layers", []) for x in side["scored_layers"])]
         if not fits:
             raise CacheMissing("encode", entry.name, catalog.cache,
                                f" by {side['model']} with the checkpoint's weights and layers {side['scored_layers']}")
         enc = fits[-1]
-    return (enc, *store.upstream_of(root, enc))
+    return open_view(catalog.cache, entry, enc)
 
 
 def choose_classes(present: list[str], trained: list[str], protocol: str, asked: list[str] | None) -> list[str]:
@@ -244,19 +248,17 @@ def _open_run(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path
         raise OptionError("modality", opts.modality, f"expected one of {MODALITIES}")
     ckpt = load_checkpoint(checkpoint)
     if ckpt.official:  # the authors' .pth: model, weights, scored layer and encode group come from the cache
-        groups = store.stage_groups(store.open_dataset(catalog.cache, entry.name), "encode")
-        ckpt = ckpt.for_encode([g.attrs for g in groups], opts.train_classes)
+        ckpt = ckpt.for_encode([g.attrs for g in encode_groups(catalog.cache, entry)], opts.train_classes)
     side = ckpt.side
-    enc, render, clean = find_groups(catalog, entry, side, opts.protocol)
+    view = find_groups(catalog, entry, side, opts.protocol)
+    enc, clean, meta = view.encode, view.clean, view.meta
     spec, resolved = check_model(enc, side["model"], opts.weights)
-    meta = store.read_meta(clean)
-    done = store.done_mask(enc)
     chosen = choose_classes(meta.classes, side["classes"] if opts.protocol == "one-vs-rest" else [], opts.protocol,
                             opts.classes)
-    rows = [r for r in range(len(done)) if done[r] and meta.classes[r] in chosen and meta.labels[r] >= 0]
+    rows = [i for i in range(len(view)) if meta.classes[i] in chosen and meta.labels[i] >= 0]
     if not rows:
         raise PointadError(f"no encoded rows with a known label to evaluate for classes {chosen}")
-    samples = CachedSamples(enc, render, clean, side["scored_layers"])
+    samples = CachedSamples(view, side["scored_layers"])
     if opts.modality != "point" and not samples.has_rgb:
         raise OptionError("modality", opts.modality, f"needs RGB features: dataset {entry.name!r} has no registered "
                                                      f"RGB image in its cache")
@@ -278,6 +280,11 @@ def evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path,
              opts: EvalOptions | None = None) -> dict[str, Any]:
     """Score every done row of the chosen classes; write the run folder; return the metrics."""
     opts = opts or EvalOptions()
+    with locks.reading(catalog.cache, entry.name):
+        return _evaluate(catalog, entry, checkpoint, out, opts)
+
+
+def _evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path, opts: EvalOptions) -> dict[str, Any]:
     run, chosen, rows, enc = _open_run(catalog, entry, checkpoint, out, opts)
     side = run.ckpt.side
     results: dict[str, Any] = {}
@@ -292,6 +299,7 @@ def evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path,
     report = {"dataset": entry.name, "protocol": opts.protocol, "train_dataset": side.get("dataset"),
               "train_classes": side["classes"], "seed": side["train"]["seed"], "checkpoint": str(checkpoint),
               "checkpoint_sha256": file_sha256(checkpoint), "encode_fingerprint": enc.attrs["fingerprint"],
+              "samples_sha256": run.samples.digest,
               "options": options_record(opts),
               "model": side["model"], "modality": opts.modality, "rgb": opts.modality != "point",
               "grid": list(run.grid_shape) if run.organized else "full resolution",

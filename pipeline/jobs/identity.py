@@ -23,9 +23,10 @@ from typing import Any
 
 from ..cache import store, versions
 from ..cache.versions import FileMemo
+from ..cache.view import View, current_view
 from ..catalog import DatasetEntry
 from ..config import as_json_dict, build_config
-from ..errors import OptionError, PointadError
+from ..errors import CacheMissing, OptionError, PointadError
 from ..loaders import SampleRef, get_loader
 from ..renderers import BACKENDS
 from ..stages.clean import FORMAT_DEFAULTS as CLEAN_DEFAULTS
@@ -167,3 +168,27 @@ def encode_identity(prep: Prepared, render_fp: str) -> str:
     """The encode group's fingerprint: the concrete config, model and weights below a render group."""
     return store.fingerprint("encode", as_json_dict(prep.config), render_fp, model=prep.config.model,
                              weights_sha256=prep.weights.sha256)
+
+
+# ---------------------------------------------------------------- the current view (readers)
+
+
+def encode_groups(cache_root: str, entry: DatasetEntry) -> list[Any]:
+    """The dataset's initialised encode groups, oldest first; those below the catalog's clean config last.
+
+    Raises:
+        CacheMissing: nothing is cached for the dataset yet.
+    """
+    if not store.dataset_exists(cache_root, entry.name):
+        raise CacheMissing("encode", entry.name, cache_root)
+    root = store.open_dataset(cache_root, entry.name, mode="r")
+    clean_fp, _ = clean_identity(entry)
+    groups = store.stage_groups(root, "encode")
+    below = {g.attrs["fingerprint"] for g in store.stage_groups(root, "render") if g.attrs["upstream"] == clean_fp}
+    return sorted(groups, key=lambda g: g.attrs["upstream"] in below)  # stable: keeps age order within each
+
+
+def open_view(cache_root: str, entry: DatasetEntry, encode: Any) -> View:
+    """The current view of `encode`: the samples the catalog points at now whose files' version is encoded."""
+    meta, versions = current_samples(cache_root, entry)
+    return current_view(store.open_dataset(cache_root, entry.name, mode="r"), encode, meta, versions)

@@ -56,12 +56,12 @@ def run_render(catalog: Catalog, entry: DatasetEntry, opts: RunOptions,
         url = store.dataset_url(catalog.cache, entry.name)
         pos = ready(clean_report)
         keys = [(clean_report.refs[k].id, clean_report.versions[k]) for k in pos]
-        grp = store.find_group(store.open_dataset(catalog.cache, entry.name, mode="r"), "render", fp) \
+        root = store.open_dataset(catalog.cache, entry.name, mode="r" if opts.dry_run else "a") \
             if clean_grp is not None else None
+        grp = store.find_group(root, "render", fp) if root is not None else None
         if opts.dry_run:
             return [clean_report, widen(dry_report("render", fp, url, keys, sub_plan(grp, keys, opts.retry_failed)),
                                         pos, clean_report)]
-        root = store.open_dataset(catalog.cache, entry.name)
         grp = grp or _render_group(root, fp, clean_grp, cfg)
         p = sub_plan(grp, keys, opts.retry_failed)
         src = [int(clean_report.rows[k]) for k in pos]

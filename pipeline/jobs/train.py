@@ -13,47 +13,61 @@ from typing import Any
 
 import numpy as np
 
-from ..cache import store
+from ..cache import locks
 from ..cache.runner import progress
 from ..cache.schema import CachedSamples
+from ..cache.view import View
 from ..catalog import Catalog, DatasetEntry
 from ..errors import CacheMissing, ModelMismatch, OptionError, PointadError
 from ..stages.train import TrainConfig, collate, prompt_learner, step_terms
 from .checkpoint import RESUME, epoch_path, finish, git_commit, load_resume, save_checkpoint, save_torch
+from .identity import encode_groups, open_view
 
 
 @dataclass(frozen=True)
 class TrainData:
-    """The groups and rows one training run reads."""
+    """The current view one training run reads, and the positions in it it trains on."""
 
-    encode: Any
-    render: Any
-    clean: Any
+    view: View
     rows: list[int]
+
+    @property
+    def encode(self) -> Any:
+        """The encode group."""
+        return self.view.encode
+
+    @property
+    def render(self) -> Any:
+        """The encode group's render group."""
+        return self.view.render
+
+    @property
+    def clean(self) -> Any:
+        """The render group's clean group."""
+        return self.view.clean
 
 
 def select_rows(catalog: Catalog, entry: DatasetEntry, classes: list[str], split: str | None,
                 encode_fp: str | None = None) -> TrainData:
-    """Rows of the training class(es) and split whose encode is done and whose label is known."""
-    root = store.open_dataset(catalog.cache, entry.name)
-    groups = store.stage_groups(root, "encode")
+    """Current samples of the training class(es) and split with a known label (the newest encode group's view)."""
+    groups = encode_groups(catalog.cache, entry)
     if encode_fp:
         groups = [g for g in groups if g.attrs["fingerprint"] == encode_fp]
     if not groups:
         raise CacheMissing("encode", entry.name, catalog.cache, f" with fingerprint {encode_fp}" if encode_fp else "")
-    enc = groups[-1]
-    render, clean = store.upstream_of(root, enc)
-    meta = store.read_meta(clean)
-    done = store.done_mask(enc)
+    view = open_view(catalog.cache, entry, groups[-1])
+    meta = view.meta
     unknown = sorted(set(classes) - set(meta.classes))
     if unknown:
         raise OptionError("train_classes", unknown, f"not in dataset {entry.name!r} "
                                                     f"(it has {sorted(set(meta.classes))})")
-    rows = [r for r in range(len(done)) if done[r] and meta.classes[r] in classes
-            and (split is None or meta.splits[r] == split) and meta.labels[r] >= 0]
+    rows = [i for i in range(len(view)) if meta.classes[i] in classes
+            and (split is None or meta.splits[i] == split) and meta.labels[i] >= 0]
     if not rows:
-        raise PointadError(f"no encoded rows with a known label for classes {classes}, split {split!r}")
-    return TrainData(enc, render, clean, rows)
+        raise PointadError(f"no encoded rows with a known label for classes {classes}, split {split!r}"
+                           + (f" ({len(view.missing)} of the catalog's samples are not encoded: run encode)"
+                              if view.missing else ""))
+    return TrainData(view, rows)
 
 
 def check_model(enc: Any, model: str | None, weights: str | None) -> tuple[Any, Any]:
@@ -80,18 +94,20 @@ def run_train(catalog: Catalog, entry: DatasetEntry, classes: list[str], split: 
     """The train command: pick the rows, check the cache's model, train; return the final checkpoint."""
     from ..stages.encode import resolve_device
 
-    data = select_rows(catalog, entry, classes, split, encode_fp)
-    spec, resolved = check_model(data.encode, model, weights)
-    if log is not None:
-        log(f"training on {len(data.rows)} samples of {classes} ({split}), "
-            f"encode/{data.encode.attrs['fingerprint']}, model {spec.name}")
-    return train(data, cfg, out, spec, resolved, device=resolve_device(device), resume=resume,
-                 extra={"dataset": entry.name, "split": split})
+    with locks.reading(catalog.cache, entry.name):
+        data = select_rows(catalog, entry, classes, split, encode_fp)
+        spec, resolved = check_model(data.encode, model, weights)
+        if log is not None:
+            missing = f"; {len(data.view.missing)} samples not encoded yet" if data.view.missing else ""
+            log(f"training on {len(data.rows)} samples of {classes} ({split}), "
+                f"encode/{data.encode.attrs['fingerprint']}, model {spec.name}{missing}")
+        return train(data, cfg, out, spec, resolved, device=resolve_device(device), resume=resume,
+                     extra={"dataset": entry.name, "split": split})
 
 
-def class_names(clean: Any) -> list[str]:
-    """The sorted class names of a clean group (the `coop` prompt classes)."""
-    return sorted(set(store.read_meta(clean).classes))
+def class_names(view: View) -> list[str]:
+    """The sorted class names of the dataset's current view (the `coop` prompt classes)."""
+    return sorted(set(view.meta.classes))
 
 
 def sidecar_info(data: TrainData, cfg: TrainConfig, samples: CachedSamples, layers: Iterable[int], spec: Any,
@@ -99,7 +115,8 @@ def sidecar_info(data: TrainData, cfg: TrainConfig, samples: CachedSamples, laye
     """What every checkpoint's sidecar records besides its epoch and losses."""
     return {"encode_fingerprint": data.encode.attrs["fingerprint"], "model": spec.name,
             "weights_sha256": data.encode.attrs["weights_sha256"], "train": asdict(cfg), "scored_layers": list(layers),
-            "rows": len(data.rows), "classes": sorted({samples.classes[r] for r in data.rows}),
+            "rows": len(data.rows), "samples_sha256": data.view.digest(data.rows),
+            "classes": sorted({samples.classes[r] for r in data.rows}),
             "prompt_classes": prompt_classes,
             "pipeline": {"format": data.clean.attrs.get("format"), "clean": dict(data.clean.attrs["config"]),
                          "render": dict(data.render.attrs["config"]), "encode": dict(data.encode.attrs["config"])},
@@ -137,8 +154,8 @@ def train(data: TrainData, cfg: TrainConfig, out: Path, spec: Any, weights: Any,
     torch.use_deterministic_algorithms(True, warn_only=True)
     out.mkdir(parents=True, exist_ok=True)
     layers = cfg.layers or (int(data.encode.attrs["layers"][-1]),)
-    samples = CachedSamples(data.encode, data.render, data.clean, layers)
-    learner = prompt_learner(class_names(data.clean) if cfg.prompts == "coop" else None, cfg, spec, weights, device)
+    samples = CachedSamples(data.view, layers)
+    learner = prompt_learner(class_names(data.view) if cfg.prompts == "coop" else None, cfg, spec, weights, device)
     class_index = {c: i for i, c in enumerate(learner.classes)} if learner.classes else None
     opt = torch.optim.Adam(learner.parameters(), lr=cfg.lr, betas=cfg.betas)
     start = 0
