@@ -7,6 +7,7 @@ naming the command that fixes it where there is one.
 
 from __future__ import annotations
 
+from pointad_pipe.pipeline.cache.store import SCHEMA_V1, SchemaMismatch
 from pointad_pipe.pipeline.errors import (
     CacheMissing,
     CheckpointMismatch,
@@ -50,6 +51,12 @@ def describe(exc: PointadError) -> str:
         return f"{exc}; pass --weights to the file the features were encoded with"
     if isinstance(exc, CheckpointMismatch) and exc.model is not None and exc.fits:
         return f"{exc} (predict: --model {exc.fits[0]})"
+    if isinstance(exc, SchemaMismatch):
+        if exc.found != SCHEMA_V1:
+            return f"{exc}: it was written by another version of pointad-pipe"
+        return (f"{exc}: convert it with `pointad-pipe convert --dataset {exc.dataset}` (keeps every row; the "
+                f"schema-1 store is kept beside it), or start over with `pointad-pipe convert --dataset "
+                f"{exc.dataset} --rebuild`")
     if isinstance(exc, WeightsMissing):
         return f"{exc} (--weights PATH)"
     return str(exc)

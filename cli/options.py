@@ -106,7 +106,7 @@ def _report_line(rep) -> str:  # noqa: ANN001 - a RunReport
         return (f"{rep.stage} {rep.fingerprint}: would do {todo} ({plan.get('new', 0)} new, {plan.get('stale', 0)} "
                 f"stale, {plan.get('pending', 0)} unfinished, {plan.get('retried', 0)} retried), "
                 f"{rep.skipped} current, {len(rep.remembered)} failed, {len(rep.blocked)} waiting on upstream")
-    line = (f"{rep.stage} {rep.fingerprint}: {rep.done}/{rep.total} current "
+    line = (f"{rep.stage} {rep.fingerprint}: {rep.done}/{rep.total} done "
             f"({rep.succeeded} now, {rep.skipped} already), {len(rep.failures) + len(rep.remembered)} failed")
     extras = [f"{len(rep.remembered)} of them earlier (not retried; --retry-failed)" if rep.remembered else "",
               f"{len(rep.blocked)} waiting on a failed upstream row" if rep.blocked else "",

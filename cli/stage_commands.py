@@ -19,6 +19,7 @@ from .options import (
     SchedulerOpt,
     StrictOpt,
     WorkersOpt,
+    console_log,
     guarded,
     int_list,
     load,
@@ -202,6 +203,38 @@ def status(
         for item in found:
             for line in survey_lines(item):
                 typer.echo(line)
+        return 0
+
+    guarded(body)
+
+
+def convert(
+    dataset: DatasetOpt,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    cache: CacheOpt = None,
+    rebuild: Annotated[bool, typer.Option(
+        "--rebuild", help="Only set the schema-1 store aside: the next stage run rebuilds the cache from the files.")]
+    = False,
+) -> None:
+    """Turn a schema-1 cache (pointad-pipe 0.4 and older) into a schema-2 one; the old store is kept beside it.
+
+    Converting keeps every finished row. It labels each row with the version of its files now, so it
+    assumes they did not change since that cache was built; if they may have, use --rebuild.
+    """
+
+    def body() -> int:
+        from pointad_pipe.pipeline.jobs.convert import convert as run
+
+        cat = load(catalog, cache)
+        out = run(cat, cat.dataset(dataset), rebuild, console_log)
+        typer.echo(f"schema-1 store kept at {out.kept_at} (delete it once the new cache serves you)")
+        if rebuild:
+            typer.echo(f"the next `pointad-pipe encode --dataset {dataset}` rebuilds the cache")
+        else:
+            for stage, n in out.rows.items():
+                typer.echo(f"{stage}: {n} rows in {out.groups[stage]} group(s)")
+            if out.left_behind:
+                typer.echo(f"{out.left_behind} rows left behind: their samples are no longer under the root")
         return 0
 
     guarded(body)

@@ -60,6 +60,11 @@ def groups(cache: Path, dataset: str, stage: str) -> list[Any]:
     return sorted((g for _, g in root[stage].groups()), key=lambda g: g.attrs["created_utc"])
 
 
+def row_ids(grp: Any) -> list[str]:
+    """A stage group's `rows/id` (its committed rows), as an outside reader sees them."""
+    return [str(x) for x in grp["rows/id"][: grp.attrs["n_rows"]].tolist()]
+
+
 def kill_when_done(cmd: list[str], url: Path, stage: str, rows: int, timeout: float = 120) -> None:
     """Start `cmd`, SIGKILL it as soon as `rows` rows of `stage` are done in the cache at `url`."""
     import signal

@@ -48,9 +48,9 @@ class Meta:
     sources: list[str]  # the main input file, relative to the dataset root
 
     def columns(self) -> dict[str, list[Any]]:
-        """The columns by their array names under `meta/` (the id is `rows/id`)."""
-        return {"class": self.classes, "split": self.splits, "defect": self.defects, "label": self.labels,
-                "source": self.sources}
+        """The row columns `meta/*` by their array paths (the id is `rows/id`)."""
+        return {"meta/class": self.classes, "meta/split": self.splits, "meta/defect": self.defects,
+                "meta/label": self.labels, "meta/source": self.sources}
 
     def take(self, index: list[int]) -> Meta:
         """The entries at `index`, in that order."""
@@ -109,12 +109,10 @@ def open_url(url: str, mode: str, path: str | None = None) -> zarr.Group:
 class SchemaMismatch(PointadError, ValueError):
     """A hierarchy written under another schema (a schema-1 cache): never read as this one."""
 
-    def __init__(self, url: str, found: str) -> None:
-        self.url, self.found = url, found
-        hint = ("convert it with `pointad-pipe convert DATASET` (keeps every feature; the old one is kept "
-                "beside it), or rebuild it with `pointad-pipe convert DATASET --rebuild`"
-                if found == SCHEMA_V1 else "it was written by another version of pointad-pipe")
-        super().__init__(f"{url} holds a cache of schema {found!r}; this version reads {SCHEMA!r}: {hint}")
+    def __init__(self, url: str, dataset: str, found: str) -> None:
+        self.url, self.dataset, self.found = url, dataset, found
+        super().__init__(f"{url} holds a cache of schema {found!r}; this version reads {SCHEMA!r} and never "
+                         f"reads another as it")
 
 
 def open_dataset(cache_root: str, dataset: str, mode: str = "a") -> zarr.Group:
@@ -127,7 +125,7 @@ def open_dataset(cache_root: str, dataset: str, mode: str = "a") -> zarr.Group:
     root = open_url(url, mode)
     found = root.attrs.get("schema")
     if found not in (None, SCHEMA):
-        raise SchemaMismatch(url, str(found))
+        raise SchemaMismatch(url, dataset, str(found))
     if mode != "r" and found is None:
         root.attrs.update({"schema": SCHEMA, "dataset": dataset})
     return root

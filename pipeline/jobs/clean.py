@@ -78,7 +78,7 @@ def run_clean(catalog: Catalog, entry: DatasetEntry, opts: RunOptions) -> tuple[
             grp = grp or _clean_group(root, entry, fp, config, cfg)
             p = sub_plan(grp, keys, opts.retry_failed)
             meta = dataset_meta(entry, refs)
-            targets = rows.reserve(grp, p, keys, {f"meta/{k}": v for k, v in meta.columns().items()})
+            targets = rows.reserve(grp, p, keys, meta.columns())
             jobs = [{"rows": [r], "url": url, "fp": fp, "format": entry.format, "ref": dataclasses.asdict(refs[k]),
                      "loader": json.dumps(entry.loader, sort_keys=True), "config": as_json_dict(cfg)}
                     for k, r in sorted(targets.items(), key=lambda kr: kr[1])]

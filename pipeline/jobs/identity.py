@@ -137,6 +137,12 @@ def clean_identity(entry: DatasetEntry) -> tuple[str, dict[str, Any]]:
     return store.fingerprint("clean", config, None), config
 
 
+def clean_from_v1(v1_config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The fingerprint and config a schema-1 clean group's rows have under schema 2 (`convert`)."""
+    config = {"format": v1_config["format"], "loader": v1_config["loader"], "clean": v1_config["clean"]}
+    return store.fingerprint("clean", config, None), config
+
+
 def sample_versions(refs: list[SampleRef], root: Path, memo: FileMemo) -> list[str]:
     """Each sample's version (its files' content digest), in order; `memo` spares re-reading unchanged files."""
     return versions.sample_versions(refs, root, memo)
@@ -159,15 +165,19 @@ def current_samples(cache_root: str, entry: DatasetEntry) -> tuple[store.Meta, l
     return dataset_meta(entry, refs), sample_versions(refs, entry.root, FileMemo.load(root))
 
 
-def render_identity(cfg: RenderConfig, clean_fp: str) -> str:
-    """The render group's fingerprint: its config below a clean group."""
-    return store.fingerprint("render", as_json_dict(cfg), clean_fp)
+def render_identity(cfg: RenderConfig | dict[str, Any], clean_fp: str) -> str:
+    """The render group's fingerprint: its config (or a stored group's config attr) below a clean group."""
+    return store.fingerprint("render", cfg if isinstance(cfg, dict) else as_json_dict(cfg), clean_fp)
 
 
 def encode_identity(prep: Prepared, render_fp: str) -> str:
     """The encode group's fingerprint: the concrete config, model and weights below a render group."""
-    return store.fingerprint("encode", as_json_dict(prep.config), render_fp, model=prep.config.model,
-                             weights_sha256=prep.weights.sha256)
+    return encode_from_attrs(as_json_dict(prep.config), prep.weights.sha256, render_fp)
+
+
+def encode_from_attrs(config: dict[str, Any], weights_sha256: str, render_fp: str) -> str:
+    """An encode fingerprint from a group's stored config and weights hash (also how `convert` renames one)."""
+    return store.fingerprint("encode", config, render_fp, model=config["model"], weights_sha256=weights_sha256)
 
 
 # ---------------------------------------------------------------- the current view (readers)

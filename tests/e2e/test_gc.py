@@ -26,7 +26,7 @@ def test_gc_removes_what_the_catalog_no_longer_leads_to(mvtec_ball: Path, tmp_pa
     assert run_cli("render", "--catalog", str(cat), "-d", "m", "-j", "0")[0] == 0
     code, out = run_cli("gc", "--catalog", str(cat), "--dry-run")
     assert code == 0 and "would remove 3 group(s)" in out and f"clean/{old_clean}" in out, out
-    assert f"render/{old_render}" in out and "is stale" in out
+    assert f"render/{old_render}" in out and "is removed" in out
     assert len(groups(tmp_path / "cache", "m", "clean")) == 2  # dry run: nothing removed
 
     code, out = run_cli("gc", "--catalog", str(cat))

@@ -1,6 +1,7 @@
 """The fingerprint rules (jobs/identity.py): what names a stage group, and what never may.
 
-- The synthetic catalog's groups keep the fingerprints they had before the layout change (pinned).
+- The synthetic catalog's groups have pinned fingerprints (a change is a decision, made here).
+- The clean fingerprint is the format, loader and clean config: never the root, the selection or the rows.
 - Every field of a stage config changes its fingerprint; a speed knob never does.
 - `version` belongs to the code: a catalog cannot override it.
 - `gc` and the stage jobs compute the same fingerprints (gc keeps exactly what the stages made).
@@ -12,6 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pointad_pipe.pipeline.cache import runner, store
@@ -19,34 +21,24 @@ from pointad_pipe.pipeline.catalog import DatasetEntry, load_catalog
 from pointad_pipe.pipeline.errors import CatalogError
 from pointad_pipe.pipeline.jobs import identity
 from pointad_pipe.pipeline.jobs.encode import EncodeOptions
-from pointad_pipe.pipeline.loaders import get_loader
 from pointad_pipe.pipeline.stages.clean import CleanConfig
 from pointad_pipe.pipeline.stages.encode import EncodeConfig
 from pointad_pipe.pipeline.stages.render import RenderConfig
 
 from ..helpers import ROOT, SYNTH, write_catalog
 
-#: (clean, render, encode tiny) on the same rows. The layout change (issue 11) kept the pre-layout code's values
-#: (46e3f0c: 0f8f1919.../4c106da1.../e41839e6... and f860658e.../c1228e76.../4b797e82...); physical cleaning
-#: thresholds (issue 12, clean version 2, `units` m|mm|auto) changed them once, on purpose, to these:
-PINNED = {"synthetic": ("ffffc27ba628b410", "945a6756c246c59c", "3da3e43782dc50ed"),
-          "synthetic_real3d": ("5605092f77f3911a", "babc0598da519fed", "895dcc49f0cf656d")}
-
-
-def _pinned_entry(name: str, synthetic_root: Path) -> tuple[DatasetEntry, list[Any]]:
-    """The project catalog's entry and its rows, moved under a fixed root (the root is fingerprinted)."""
-    entry = load_catalog(ROOT / "data_catalog.yaml").dataset(name)
-    root = synthetic_root / ("mvtec3d" if entry.format == "mvtec3d" else "real3d")
-    refs = get_loader(entry.format, entry.loader).index(root, entry.classes, entry.splits)
-    pin = Path("/pin") / root.name
-    refs = [dataclasses.replace(r, source=str(pin / Path(r.source).relative_to(root))) for r in refs]
-    return dataclasses.replace(entry, root=pin), refs
+#: (clean, render, encode tiny). History: the layout change (issue 11) kept the pre-layout values (46e3f0c:
+#: 0f8f1919.../4c106da1.../e41839e6... and f860658e.../c1228e76.../4b797e82...); physical cleaning thresholds
+#: (issue 12, clean version 2) made them ffffc27b.../945a6756.../3da3e437... and 5605092f.../babc0598.../895dcc49...;
+#: cache schema pointad-pipe/2 (issue 13: the schema string is hashed, the root and row list no longer are) made:
+PINNED = {"synthetic": ("248d700f7c8bb805", "32b663975ea46999", "30100e68bded637f"),
+          "synthetic_real3d": ("6379fd6941983f09", "4219ea71993d8a74", "91a57851891c10e3")}
 
 
 @pytest.mark.parametrize("name", sorted(PINNED))
-def test_the_synthetic_catalogs_fingerprints_are_pinned(name: str, synthetic_root: Path) -> None:
-    entry, refs = _pinned_entry(name, synthetic_root)
-    clean_fp, _ = identity.clean_identity(entry, refs)
+def test_the_synthetic_catalogs_fingerprints_are_pinned(name: str) -> None:
+    entry = load_catalog(ROOT / "data_catalog.yaml").dataset(name)
+    clean_fp, _ = identity.clean_identity(entry)
     render_fp = identity.render_identity(identity.render_config(entry), clean_fp)
     prep = identity.prepare_encode(identity.encode_config(entry, {"model": "tiny"}), None, "cpu")
     assert (clean_fp, render_fp, identity.encode_identity(prep, render_fp)) == PINNED[name]
@@ -101,17 +93,20 @@ def _clean_fp(entry: DatasetEntry, cfg: CleanConfig) -> str:
     code = {"version": changed.pop("version")} if "version" in changed else {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(identity.CLEAN_DEFAULTS, "mvtec3d", {**identity.CLEAN_DEFAULTS["mvtec3d"], **code})
-        return identity.clean_identity(dataclasses.replace(entry, overrides={"clean": changed}), [])[0]
+        return identity.clean_identity(dataclasses.replace(entry, overrides={"clean": changed}))[0]
 
 
-def test_the_dataset_side_of_the_clean_fingerprint(synthetic_root: Path) -> None:
-    entry, refs = _pinned_entry("synthetic", synthetic_root)
-    base = identity.clean_identity(entry, refs)[0]
-    variants = [identity.clean_identity(dataclasses.replace(entry, root=Path("/elsewhere")), refs)[0],
-                identity.clean_identity(dataclasses.replace(entry, classes=("ball",)), refs)[0],
-                identity.clean_identity(dataclasses.replace(entry, loader={"x": 1}), refs)[0],
-                identity.clean_identity(entry, refs[:-1])[0]]
-    assert len({base, *variants}) == 5
+def test_the_dataset_side_of_the_clean_fingerprint() -> None:
+    """Moving the root or selecting classes/splits keeps the group (rows are keyed by id and version);
+    the loader's options and the format change what a row is, so they name another group."""
+    entry = load_catalog(ROOT / "data_catalog.yaml").dataset("synthetic")
+    base = identity.clean_identity(entry)[0]
+    same = [identity.clean_identity(dataclasses.replace(entry, root=Path("/elsewhere")))[0],
+            identity.clean_identity(dataclasses.replace(entry, classes=("ball",), splits=("test",)))[0]]
+    assert same == [base, base]
+    other = [identity.clean_identity(dataclasses.replace(entry, loader={"x": 1}))[0],
+             identity.clean_identity(dataclasses.replace(entry, format="real3d"))[0]]
+    assert len({base, *other}) == 3
 
 
 # ---------------------------------------------------------------- speed knobs never count
@@ -129,8 +124,8 @@ def _fingerprints_without_work(monkeypatch: pytest.MonkeyPatch, catalog_path: Pa
     """Every stage group's fingerprint as `run_encode` names it, with no row processed (the runner is stubbed)."""
     from pointad_pipe.pipeline.jobs import clean, encode, render
 
-    def no_work(stage: str, grp: Any, fp: str, url: str, ids: list[str], *args: Any, **kwargs: Any) -> Any:
-        return runner.RunReport(stage=stage, fingerprint=fp, url=url, total=len(ids))
+    def no_work(stage: str, grp: Any, fp: str, url: str, keys: list[Any], *args: Any, **kwargs: Any) -> Any:
+        return runner.RunReport(stage=stage, fingerprint=fp, url=url, total=len(keys), rows=np.zeros(len(keys), int))
 
     for module in (clean, render, encode):
         monkeypatch.setattr(module, "run_stage", no_work)
@@ -170,7 +165,10 @@ def test_version_cannot_be_overridden_from_the_catalog(stage: str, tmp_path: Pat
 
 def test_gc_keeps_exactly_what_the_stages_made(mvtec_ball: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from pointad_pipe.pipeline.jobs.gc import stale_groups
+    from pointad_pipe.pipeline.jobs.gc import survey
+
+    def stale_groups(catalog: Any, entry: Any, strict: bool) -> list[Any]:
+        return survey(catalog, entry, strict).stale
 
     cat = write_catalog(tmp_path, {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH}})
     _fingerprints_without_work(monkeypatch, cat, runner.RunOptions(), EncodeOptions())

@@ -119,7 +119,7 @@ def setup(learn_cache: Path) -> Setup:
 
 def held_out_auroc(su: Setup, text: torch.Tensor, samples_cls: type[CachedSamples]) -> tuple[float, float]:
     """(point AUROC pooled over the held-out points, image AUROC over the held-out samples), evaluate's scoring."""
-    samples = samples_cls(su.data.encode, su.data.render, su.data.clean, su.layers)
+    samples = samples_cls(su.data.view, su.layers)
     ys, maps, labels, globals_ = [], [], [], []
     for r in su.held_out:
         row = samples.scoring(r, True, False)
@@ -161,10 +161,10 @@ def train_and_score(su: Setup, cfg: TrainConfig, out: Path, monkeypatch: pytest.
 
 def test_planting_marks_only_anomalous_patches_and_views(setup: Setup) -> None:
     su = setup
-    plain = CachedSamples(su.data.encode, su.data.render, su.data.clean, su.layers)
-    planted = planted_samples(su.plant)(su.data.encode, su.data.render, su.data.clean, su.layers)
+    plain = CachedSamples(su.data.view, su.layers)
+    planted = planted_samples(su.plant)(su.data.view, su.layers)
     assert abs(float(su.plant.d_patch @ su.plant.d_global)) < 1e-6
-    defects = [str(x) for x in su.data.clean["meta/defect"][:].tolist()]
+    defects = su.data.view.meta.defects
     for r in (su.data.rows[0], next(r for r in su.data.rows if defects[r] == "good")):
         a, b = plain.item(r), planted.item(r)
         hits = patch_hits(a.mask, plain.grid)
@@ -260,7 +260,7 @@ def test_random_features_report(setup: Setup, tmp_path: Path, monkeypatch: pytes
         untrained = prompt_learner(None, cfg, su.spec, su.weights, "cpu").state_dict()
         assert any(not torch.equal(v, untrained[k]) for k, v in torch.load(path, weights_only=True).items())
     for name, samples_cls in [("plain", CachedSamples), ("planted", planted_samples(su.plant))]:
-        grads = start_gradients(su, samples_cls(su.data.encode, su.data.render, su.data.clean, su.layers), cfg)
+        grads = start_gradients(su, samples_cls(su.data.view, su.layers), cfg)
         lines.append(f"start gradient norms on the prompts, {name}: {describe(grads)}")
         assert set(grads) == set(ALL_FOUR)
         assert all(bool(torch.isfinite(g).all()) and float(g.norm()) > 0 for g in grads.values())

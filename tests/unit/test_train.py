@@ -29,13 +29,13 @@ def data_for(cat: Path, cls: str) -> tuple[TrainData, object, object]:
 
 def build_learner(data: TrainData, cfg: TrainConfig, spec: object, weights: object, device: str) -> torch.nn.Module:
     """The prompt learner `train` builds: the dataset's sorted class names for `coop` prompts, else none."""
-    return prompt_learner(class_names(data.clean) if cfg.prompts == "coop" else None, cfg, spec, weights, device)
+    return prompt_learner(class_names(data.view) if cfg.prompts == "coop" else None, cfg, spec, weights, device)
 
 
 def test_only_prompts_learn_and_clip_stays_frozen(learn_cache: Path) -> None:
     data, spec, weights = data_for(learn_cache, "ball")
     learner = build_learner(data, TrainConfig(), spec, weights, "cpu")
-    samples = CachedSamples(data.encode, data.render, data.clean, (4,))
+    samples = CachedSamples(data.view, (4,))
     frozen = {k: v.clone() for k, v in learner.model.state_dict().items()}
     opt = torch.optim.Adam(learner.parameters(), lr=1e-3, betas=(0.5, 0.999))
     batch = collate([samples.item(r) for r in data.rows[:4]], "cpu")
@@ -92,7 +92,7 @@ def test_coop_prompts_score_each_cloud_with_its_class(learn_cache: Path) -> None
     learner = build_learner(data, cfg, spec, weights, "cpu")
     text = learner()
     assert learner.classes == ["ball", "box"] and text.shape == (2, 2, 128)
-    samples = CachedSamples(data.encode, data.render, data.clean, (4,))
+    samples = CachedSamples(data.view, (4,))
     batch = collate([samples.item(r) for r in data.rows[:2]], "cpu")
     index = {c: i for i, c in enumerate(learner.classes)}
     coop = step_terms(text, batch, cfg, samples.grid, samples.size, index)
