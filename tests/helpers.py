@@ -65,6 +65,41 @@ def row_ids(grp: Any) -> list[str]:
     return [str(x) for x in grp["rows/id"][: grp.attrs["n_rows"]].tolist()]
 
 
+def current_arrays(cache: Path, entry: Any, chain: dict[str, str]) -> dict[str, np.ndarray]:
+    """Every array of the current rows of the groups `chain` ({stage: fingerprint}), keyed by sample id.
+
+    Read as an outside reader would (STORE.md "Reading only current rows"), with the versions of the
+    files now; row numbers (`rows/upstream`) are left out: they may differ between two equal caches.
+    """
+    import zarr
+
+    from pointad_pipe.pipeline.jobs.identity import current_samples
+
+    meta, versions = current_samples(str(cache), entry)
+    now = dict(zip(meta.ids, versions, strict=True))
+    root = zarr.open_group(str(cache / f"{entry.name}.zarr"), mode="r")
+    out: dict[str, np.ndarray] = {}
+    for stage, fp in chain.items():
+        grp = root[f"{stage}/{fp}"]
+        n = grp.attrs["n_rows"]
+        ids, vers, done = row_ids(grp), [str(v) for v in grp["rows/version"][:n].tolist()], grp["done"][:n]
+        for r in range(n):
+            if not done[r] or now.get(ids[r]) != vers[r]:
+                continue
+            key = f"{stage}/{ids[r]}"
+            assert key + "/version" not in out, f"two current rows for {key}"
+            out[key + "/version"] = np.asarray(vers[r])
+            for name, arr in grp.arrays():
+                if name not in ("done", "error"):
+                    out[f"{key}/{name}"] = np.asarray(arr[r])
+            for sub in ("points", "meta"):
+                if sub == "points" and f"points/{r}" in grp:
+                    out |= {f"{key}/points/{k}": np.asarray(a[:]) for k, a in grp[f"points/{r}"].arrays()}
+                elif sub == "meta" and "meta" in grp:
+                    out |= {f"{key}/meta/{k}": np.asarray(a[r]) for k, a in grp["meta"].arrays()}
+    return out
+
+
 def kill_when_done(cmd: list[str], url: Path, stage: str, rows: int, timeout: float = 120) -> None:
     """Start `cmd`, SIGKILL it as soon as `rows` rows of `stage` are done in the cache at `url`."""
     import signal
