@@ -83,8 +83,12 @@ def _flock(path: Path | None, mode: int, command: str, busy: str) -> Iterator[No
 
 
 def command_line() -> str:
-    """This process's command, as the other side of a lock sees it."""
-    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
+    """This process's command, as the other side of a lock sees it (`pointad-pipe encode ...`)."""
+    if not sys.argv or not sys.argv[0]:
+        return "python"
+    name = Path(sys.argv[0]).name
+    program = "pointad-pipe" if name in ("pointad-pipe", "main.py", "__main__.py") else name
+    return " ".join([program, *sys.argv[1:]])
 
 
 @contextmanager
