@@ -39,6 +39,12 @@ def option_message(exc: OptionError) -> str:
     return str(exc)
 
 
+def schema_1_hint(dataset: str) -> str:
+    """How to move a schema-1 cache on."""
+    return (f"convert it with `pointad-pipe convert --dataset {dataset}` (keeps every row; the schema-1 store is "
+            f"kept beside it), or start over with `pointad-pipe convert --dataset {dataset} --rebuild`")
+
+
 def describe(exc: PointadError) -> str:
     """One line for the console."""
     if isinstance(exc, OptionError):
@@ -54,9 +60,7 @@ def describe(exc: PointadError) -> str:
     if isinstance(exc, SchemaMismatch):
         if exc.found != SCHEMA_V1:
             return f"{exc}: it was written by another version of pointad-pipe"
-        return (f"{exc}: convert it with `pointad-pipe convert --dataset {exc.dataset}` (keeps every row; the "
-                f"schema-1 store is kept beside it), or start over with `pointad-pipe convert --dataset "
-                f"{exc.dataset} --rebuild`")
+        return f"{exc}: {schema_1_hint(exc.dataset)}"
     if isinstance(exc, WeightsMissing):
         return f"{exc} (--weights PATH)"
     return str(exc)

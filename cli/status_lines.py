@@ -23,6 +23,10 @@ def survey_lines(item: Any) -> list[str]:
     from pointad_pipe.pipeline.cache.status import human_size
 
     head = f"{item.dataset}: {item.url}"
+    if item.schema == "pointad-pipe/1":
+        from .messages import schema_1_hint
+
+        return [f"{head}: a cache of schema 'pointad-pipe/1': {schema_1_hint(item.dataset)}"]
     if item.schema is None or item.schema != "pointad-pipe/2":
         return [f"{head}: {item.note}"]
     lines = [f"{head} (schema {item.schema}), {item.samples if item.samples is not None else '?'} samples in the "

@@ -1,0 +1,85 @@
+"""A schema-1 cache, written by the real schema-1 code (from git), is refused, then converted or rebuilt."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pointad_pipe.pipeline.catalog import load_catalog
+
+from ..helpers import ROOT, SYNTH, check_cache, current_arrays, run_cli, write_catalog
+
+V1_COMMIT = "f0f5c8e"  # the last commit whose code writes schema pointad-pipe/1 (0.4.0)
+RUN = "import sys; from pointad_pipe.cli.main import app; sys.argv = ['pointad-pipe', *sys.argv[1:]]; app()"
+
+
+@pytest.fixture(scope="module")
+def v1_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The schema-1 code as an importable `pointad_pipe` package (skipped without the git history)."""
+    out = tmp_path_factory.mktemp("v1")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", V1_COMMIT, "pipeline", "model", "cli"],
+                             capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"no git history with {V1_COMMIT} (a shallow clone): {archive.stderr.decode().strip()}")
+    pkg = out / "pointad_pipe"
+    pkg.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(pkg)], input=archive.stdout, check=True)
+    (pkg / "__init__.py").touch()
+    return out
+
+
+def _v1(code: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    return subprocess.run([sys.executable, "-c", RUN, *args], capture_output=True, text=True, env=env)
+
+
+@pytest.mark.slow
+def test_a_schema_1_cache_is_refused_then_converted(v1_code: Path, mvtec_ball: Path, tmp_path: Path) -> None:
+    entry = {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH, "render": {"image_size": 112}}}
+    (tmp_path / "old").mkdir()
+    cat = write_catalog(tmp_path / "old", entry)
+    encode = ["encode", "--catalog", str(cat), "-d", "m", "--model", "tiny", "-j", "0"]
+    done = _v1(v1_code, *encode)
+    assert done.returncode == 0 and "encode" in done.stdout, done.stderr
+    cache = tmp_path / "old" / "cache"
+    code, out = run_cli(*encode)
+    assert code == 2 and "schema 'pointad-pipe/1'" in out and "pointad-pipe convert --dataset m" in out, out
+    code, out = run_cli("status", "--catalog", str(cat))
+    assert code == 0 and "pointad-pipe convert --dataset m" in out, out
+    code, out = run_cli("convert", "--catalog", str(cat), "-d", "m")
+    assert code == 0 and "clean: 8 rows" in out and "encode: 8 rows" in out, out
+    assert (cache / "m.v1.zarr").is_dir()
+    check_cache(cache, "m")
+    code, out = run_cli(*encode)
+    assert code == 0 and out.count("(0 now, 8 already)") == 3, out  # the same groups a fresh build names
+    (tmp_path / "fresh").mkdir()
+    fresh = write_catalog(tmp_path / "fresh", entry)
+    assert run_cli("encode", "--catalog", str(fresh), "-d", "m", "--model", "tiny", "-j", "0")[0] == 0
+    reports_chain = {}
+    for line in out.splitlines():
+        stage, _, rest = line.partition(" ")
+        if stage in ("clean", "render", "encode"):
+            reports_chain[stage] = rest.split(":")[0]
+    ds = load_catalog(cat).dataset("m")
+    ours, theirs = current_arrays(cache, ds, reports_chain), current_arrays(tmp_path / "fresh" / "cache", ds,
+                                                                            reports_chain)
+    assert ours.keys() == theirs.keys() and len(ours) > 0
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+
+
+@pytest.mark.slow
+def test_rebuild_sets_a_schema_1_cache_aside(v1_code: Path, mvtec_ball: Path, tmp_path: Path) -> None:
+    cat = write_catalog(tmp_path, {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH}})
+    assert _v1(v1_code, "clean", "--catalog", str(cat), "-d", "m", "-j", "0").returncode == 0
+    code, out = run_cli("convert", "--catalog", str(cat), "-d", "m", "--rebuild")
+    assert code == 0 and "rebuilds the cache" in out and (tmp_path / "cache" / "m.v1.zarr").is_dir(), out
+    code, out = run_cli("clean", "--catalog", str(cat), "-d", "m", "-j", "0")
+    assert code == 0 and "(8 now, 0 already)" in out
+    code, out = run_cli("convert", "--catalog", str(cat), "-d", "m")
+    assert code == 2 and "not a schema-1 cache" in out
