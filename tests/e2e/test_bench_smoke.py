@@ -33,6 +33,13 @@ EXPECTED: dict[str, list[str]] = {
         rf"^2x samples as 2x classes: +peak RSS x{NUM} \({NUM} %\)$",
         rf"^2x samples in one class: +peak RSS x{NUM} \({NUM} %\)$",
     ],
+    "incremental": [
+        r"^incremental: N = 4, k = 1, tiny model, full chain in one process, cold encoder each run$",
+        rf"^  from scratch \(5 samples\): {NUM} s; after adding 1: {NUM} s -> incremental x{NUM} faster",
+        r"^no-change rerun: 120 rows \(3 stages\), nothing to do$",
+        rf"^  in process: {NUM} s \(median of 1; target < 3\); whole command {NUM} s, of which python start-up "
+        rf"{NUM} s$",
+    ],
     "predict_memory": [
         r"^predict memory: one file \(3000 points\), a fresh process per case, CPU fp32",
         rf"^ +tiny: model loaded twice {NUM} MB, once {NUM} MB -> once/twice x{NUM} \({NUM} %\)$",
