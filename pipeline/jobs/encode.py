@@ -78,8 +78,10 @@ def run_encode(catalog: Catalog, entry: DatasetEntry, opts: RunOptions, enc: Enc
                overrides: dict[str, Any] | None = None,
                render_overrides: dict[str, Any] | None = None) -> list[RunReport]:
     """Encode every sample whose render row is current and whose encode row is not; return all stages' reports."""
-    device = resolve_device(enc.device)
-    prep = prepare_encode(encode_config(entry, overrides), enc.weights, device)  # fails before any work
+    cfg = encode_config(entry, overrides)
+    # `auto` is resolved only when there is work: importing torch to find no GPU costs a no-change rerun 3 s
+    device = resolve_device(enc.device) if enc.device != "auto" or cfg.dtype == "fp16" else "auto"
+    prep = prepare_encode(cfg, enc.weights, device)  # fails before any work
     if enc.batch_size < 1:
         raise OptionError("batch_size", enc.batch_size, "must be at least 1")
     with locks.writing(catalog.cache, entry.name, enabled=not opts.dry_run):
@@ -100,8 +102,9 @@ def run_encode(catalog: Catalog, entry: DatasetEntry, opts: RunOptions, enc: Enc
         p = sub_plan(grp, keys, opts.retry_failed)
         src = [int(up.rows[k]) for k in pos]
         targets = rows.reserve(grp, p, keys, {"rows/upstream": src})
+        key = encoder_key(prep, resolve_device(device)) if targets else None
         jobs = _jobs(targets, src, enc, opts, {"url": url, "fp": fp, "render_fp": up.fingerprint,
-                                               "key": dataclasses.asdict(encoder_key(prep, device))})
+                                               "key": dataclasses.asdict(key) if key else None})
         report = run_stage("encode", grp, fp, url, keys, p, targets, jobs, encode_task, opts, unit="view",
                            per_row=schema.views_per_row(render_grp))
     return [*reports, widen(report, pos, up)]

@@ -53,6 +53,35 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def weights_sha256(path: str | Path) -> str:
+    """`file_sha256` of a weights file, remembered by (path, size, mtime) in the user's cache folder.
+
+    ViT-L's 900 MB take about 2 s to hash; every stage run needs the hash (it names the encode
+    group), so a rerun with nothing to do would spend most of its time here. An unwritable
+    cache folder only costs the re-hash.
+    """
+    p = Path(path).resolve()
+    memo_path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pointad-pipe" / "weights-sha256.json"
+    st = p.stat()
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    known = memo.get(str(p))
+    if known and known[:2] == [st.st_size, st.st_mtime_ns]:
+        return str(known[2])
+    digest = file_sha256(p)
+    memo[str(p)] = [st.st_size, st.st_mtime_ns, digest]
+    try:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo))
+        tmp.replace(memo_path)
+    except OSError:
+        pass
+    return digest
+
+
 def random_init_sha256(spec: ModelSpec) -> str:
     """Identity of a random-init model: the seed and the full architecture."""
     payload = json.dumps({"seed": spec.seed, "config": architecture(spec)}, sort_keys=True)
@@ -107,14 +136,14 @@ def resolve_weights(spec: ModelSpec, weights: str | None) -> Weights:
         if not path.is_file():
             raise OptionError("weights", str(path), "no such file")
         kind = "openai-jit" if is_torchscript(path) else "state-dict"
-        return Weights(kind, str(path.resolve()), file_sha256(path), str(path.resolve()))
+        return Weights(kind, str(path.resolve()), weights_sha256(path), str(path.resolve()))
     local = weights_dir() / (spec.weights_file or "")
     if spec.weights_file and local.is_file():
         return resolve_weights(spec, str(local))
     cached = _open_clip_file(spec, download=_online())
     if cached is None:
         raise WeightsMissing(missing_message(spec))
-    return Weights("openai-jit" if is_torchscript(Path(cached)) else "state-dict", cached, file_sha256(cached),
+    return Weights("openai-jit" if is_torchscript(Path(cached)) else "state-dict", cached, weights_sha256(cached),
                    f"{spec.pretrained} ({cached})")
 
 
