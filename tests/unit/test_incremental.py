@@ -1,4 +1,5 @@
-"""The incremental store (issue 13): after a complete encode, each change to the files redoes exactly its rows.
+"""The incremental store (issue 13), through the library: after a complete encode, each change to the files
+redoes exactly its rows.
 
 Each case starts from a copy of one complete build (mtimes kept, so the memo holds), changes the
 files, reruns the whole chain in this process, counts the rows each stage computed, and checks
