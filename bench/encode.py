@@ -53,16 +53,20 @@ def prepared(model: str):  # noqa: ANN201
 
 def make_groups(folder: Path, n: int, prep):  # noqa: ANN001, ANN201
     """A render group with n samples of real renderings, an empty encode group for them; their row I/O."""
-    from pointad_pipe.pipeline.cache import schema, store
+    from pointad_pipe.pipeline.cache import rows, schema, store
 
     shots = render_images()
     root = store.open_url(str(folder / "bench.zarr"), "w")
-    clean = store.create_group(root, "clean", "c", upstream=None, config={}, n=n)  # only the render's upstream
-    render = schema.create_render_group(root, "r", clean, {}, n, VIEWS, 336, "splat", {})
+    clean = store.create_group(root, "clean", "c", upstream=None, config={})  # only the render's upstream
+    render = schema.create_render_group(root, "r", clean, {}, VIEWS, 336, "splat", {})
+    out = schema.create_encode_group(root, "e", render, {}, prep.model_info)
+    keys = [(f"s{r}", "v") for r in range(n)]
+    for grp in (render, out):
+        rows.reserve(grp, rows.Plan(todo=list(range(n))), keys, {"rows/upstream": list(range(n))})
     for r in range(n):
         schema.write_render_row(render, r, shots[r % len(shots)])
-    out = schema.create_encode_group(root, "e", render, {}, prep.model_info, n)
-    return schema.FeatureRows(render, out)
+    rows.mark(render, [(r, "") for r in range(n)])
+    return schema.FeatureRows(render, out, {r: r for r in range(n)})
 
 
 def encoder_for(prep):  # noqa: ANN001, ANN201
@@ -74,6 +78,7 @@ def encoder_for(prep):  # noqa: ANN001, ANN201
 
 def stage_seconds(model: str, n: int, folder: Path) -> float:
     """Wall time of the encode pipeline over n samples (one sample per forward, as the CLI default)."""
+    from pointad_pipe.pipeline.cache import rows
     from pointad_pipe.pipeline.stages.encode import encode_blocks
 
     prep = prepared(model)
@@ -81,7 +86,7 @@ def stage_seconds(model: str, n: int, folder: Path) -> float:
     enc = encoder_for(prep)
     enc.encode(io.read(0)[0])  # warm-up
     t = time.perf_counter()
-    encode_blocks([([r], [r]) for r in range(n)], enc, io, on_row=lambda r, e: None)
+    encode_blocks([([r], [r]) for r in range(n)], enc, io, on_row=lambda r, e: rows.mark(io.out, [(r, e)]))
     return time.perf_counter() - t
 
 

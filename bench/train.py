@@ -57,10 +57,11 @@ def epoch_seconds(data, spec, weights, reencode: bool) -> float:  # noqa: ANN001
 
     cfg = TrainConfig(epochs=1)
     layers = (int(data.encode.attrs["layers"][-1]),)
-    samples = CachedSamples(data.encode, data.render, data.clean, layers)
+    samples = CachedSamples(data.view, layers)
     learner = prompt_learner(None, cfg, spec, weights, "cpu")  # object-agnostic prompts, as `train` makes them
     opt = torch.optim.Adam(learner.parameters(), lr=cfg.lr, betas=cfg.betas)
-    encoder, views = None, FeatureRows(data.render, data.encode)
+    encoder = None
+    views = FeatureRows(data.render, data.encode, {i: int(data.view.rows[i, 1]) for i in range(len(data.view))})
     if reencode:
         a = data.encode.attrs
         encoder = Encoder(EncoderKey(spec.name, weights.kind, weights.path, tuple(a["layers"]), True,
