@@ -1,10 +1,10 @@
 """Rows x stage -> tasks: serial in-process, or parallel with dask.distributed; resume and progress.
 
 A task is a module-level function `task(job) -> [(row, error), ...]` that reads its inputs,
-computes, writes its rows and marks them done itself, so the driver only collects one-line outcomes
-('' for success). A job lists the rows it covers in `job["rows"]`. Rows that
-are already done are never submitted (the resume rule). A worker that dies (segfault, out of memory)
-fails only its own row.
+computes and writes its rows' data, returning one-line outcomes ('' for success); the driver marks
+each row done or failed as the outcomes arrive (`rows.mark`: the row columns have one writer). A job
+lists the rows it covers in `job["rows"]`; which rows run at all is the stage's plan
+(`rows.plan`). A worker that dies (segfault, out of memory) fails only its own rows.
 """
 
 from __future__ import annotations

@@ -140,12 +140,6 @@ def find_group(root: zarr.Group, stage: str, fp: str) -> zarr.Group | None:
     return grp if grp.attrs.get("initialized") else None
 
 
-def upstream_of(root: zarr.Group, encode_grp: zarr.Group) -> tuple[zarr.Group, zarr.Group]:
-    """The render group an encode group was made from, and that render's clean group."""
-    render = root[f"render/{encode_grp.attrs['upstream']}"]
-    return render, root[f"clean/{render.attrs['upstream']}"]
-
-
 def stage_groups(root: zarr.Group, stage: str, finished_only: bool = True) -> list[zarr.Group]:
     """The initialised groups of a stage, oldest first (every group, half-made ones too, unless `finished_only`)."""
     if stage not in root:

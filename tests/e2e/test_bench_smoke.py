@@ -36,7 +36,7 @@ EXPECTED: dict[str, list[str]] = {
     "incremental": [
         r"^incremental: N = 4, k = 1, tiny model, full chain in one process, cold encoder each run$",
         rf"^  from scratch \(5 samples\): {NUM} s; after adding 1: {NUM} s -> incremental x{NUM} faster",
-        r"^no-change rerun: 120 rows \(3 stages\), nothing to do$",
+        r"^no-change rerun: 120 rows \(3 stages, 1 view, 1 layer\), nothing to do$",
         rf"^  in process: {NUM} s \(median of 1; target < 3\); whole command {NUM} s, of which python start-up "
         rf"{NUM} s$",
     ],
