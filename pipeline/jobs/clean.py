@@ -77,8 +77,7 @@ def run_clean(catalog: Catalog, entry: DatasetEntry, opts: RunOptions) -> tuple[
             memo.save(root)
             grp = grp or _clean_group(root, entry, fp, config, cfg)
             p = sub_plan(grp, keys, opts.retry_failed)
-            meta = dataset_meta(entry, refs)
-            targets = rows.reserve(grp, p, keys, meta.columns())
+            targets = rows.reserve(grp, p, keys, dataset_meta(entry, refs).columns() if p.todo else None)
             jobs = [{"rows": [r], "url": url, "fp": fp, "format": entry.format, "ref": dataclasses.asdict(refs[k]),
                      "loader": json.dumps(entry.loader, sort_keys=True), "config": as_json_dict(cfg)}
                     for k, r in sorted(targets.items(), key=lambda kr: kr[1])]

@@ -18,7 +18,7 @@ import tifffile
 from PIL import Image
 
 from ..errors import CatalogError, SampleError, first_line
-from ._common import as_names, is_hidden, shape_text, visible_dirs
+from ._common import as_names, shape_text, visible_dirs, visible_files
 from .base import LABEL_ANOMALOUS, LABEL_GOOD, Sample, SampleRef
 
 SPLITS = ("train", "validation", "test")
@@ -182,9 +182,8 @@ def _role_files(defect_dir: Path, role: str) -> dict[str, Path]:
     if not folder.is_dir():
         return {}
     files: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and not is_hidden(p) and p.suffix.lower() in suffixes:
-            files.setdefault(p.stem, p)
+    for p in visible_files(folder, suffixes):
+        files.setdefault(p.stem, p)
     return files
 
 
