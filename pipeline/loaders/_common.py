@@ -32,7 +32,7 @@ def visible_files(folder: Path, suffixes: Iterable[str]) -> list[Path]:
     wanted = {s.lower() for s in suffixes}
     with os.scandir(folder) as entries:
         names = sorted(e.name for e in entries if e.is_file() and not e.name.startswith(".")
-                       and os.path.splitext(e.name)[1].lower() in wanted)
+                       and os.path.splitext(e.name)[1].lower() in wanted)  # noqa: PTH122 - plain names, no Paths
     return [folder / n for n in names]
 
 
