@@ -16,6 +16,7 @@ from .options import (
     CheckpointOpt,
     DatasetOpt,
     DeviceOpt,
+    StrictOpt,
     fail,
     guarded,
     load,
@@ -45,6 +46,7 @@ def evaluate(
     train_class: Annotated[list[str] | None, typer.Option(
         "--train-class", help="For an authors'-format checkpoint (.pth, no sidecar): the class(es) it was trained "
         "on, left out of one-vs-rest (repeat the flag). Ours record them.")] = None,
+    strict: StrictOpt = False,
 ) -> None:
     """Score cached samples with trained prompts: I-AUROC, AP, P-AUROC and both AUPROs per class, and a report."""
 
@@ -60,8 +62,10 @@ def evaluate(
                            montage_samples=montage, train_classes=tuple(train_class or ()))
         report = run_eval(cat, cat.dataset(dataset), checkpoint, out, opts)
         print_table(report)
+        for cls, info in report["skipped"].items():
+            typer.echo(f"not scored: {cls}: {info['why']}", err=True)
         typer.echo(f"report: {out / 'report.md'}")
-        return 0
+        return 1 if strict and report["skipped"] else 0
 
     guarded(body)
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import one_line
+from ..errors import OptionError, one_line
 from . import rows
 
 Task = Callable[[dict[str, Any]], list[tuple[int, str]]]
@@ -41,6 +41,10 @@ class RunOptions:
     progress: bool = True
     retry_failed: bool = False
     dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:  # a negative count once started no worker and waited forever
+            raise OptionError("workers", self.workers, "must be 0 (run in this process) or more")
 
 
 @dataclass
@@ -137,7 +141,8 @@ def run_tasks(task: Task, jobs: Sequence[dict[str, Any]], *, workers: int, sched
             return outcomes
         from dask.distributed import as_completed
 
-        with _client(workers, scheduler) as client:
+        # never more processes than jobs: 64 workers for 7 samples only add start-up time
+        with _client(min(workers, len(jobs)), scheduler) as client:
             futures = {client.submit(task, job, pure=False, key=f"{desc}-{job['rows'][0]}"): job for job in jobs}
             for future in as_completed(futures):
                 try:

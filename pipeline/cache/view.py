@@ -32,6 +32,7 @@ class View:
     versions: list[str]
     rows: np.ndarray  # (n, 3) int64
     missing: list[str]  # ids of the catalog's samples without a current encode row
+    missing_classes: list[str]  # their classes
 
     def __len__(self) -> int:
         return len(self.meta.ids)
@@ -62,5 +63,6 @@ def current_view(root: zarr.Group, encode: zarr.Group, meta: Meta, versions: Seq
         e = int(enc_rows[i])
         rr = int(enc_up[e])
         triples[j] = (int(render_up[rr]), rr, e)
-    missing = [meta.ids[i] for i in range(len(keys)) if enc_rows[i] < 0]
-    return View(encode, render, clean, meta.take(keep), [versions[i] for i in keep], triples, missing)
+    lost = [i for i in range(len(keys)) if enc_rows[i] < 0]
+    return View(encode, render, clean, meta.take(keep), [versions[i] for i in keep], triples,
+                [meta.ids[i] for i in lost], [meta.classes[i] for i in lost])

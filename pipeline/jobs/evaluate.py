@@ -177,6 +177,7 @@ class Run:
     scores: ScoresStore
     opts: EvalOptions
     out: Path
+    view: View | None = None
 
     @property
     def organized(self) -> bool:
@@ -241,6 +242,14 @@ def _class_figures(run: Run, cls: str, acc: ClassMaps, cls_text: Any) -> dict[st
     return figures
 
 
+def unscored_reason(view: View, cls: str) -> str:
+    """Why a class has nothing to score: its samples without an encoded row, or without a known label."""
+    lost = view.missing_classes.count(cls)
+    if lost:
+        return f"{lost} samples have no encoded row (they failed in an earlier stage, or are not encoded yet)"
+    return "its samples have no known label (-1), so they cannot be measured"
+
+
 def _open_run(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path,
               opts: EvalOptions) -> tuple[Run, list[str], list[int], Any]:
     """Check the checkpoint against the cache, pick the classes and rows, start scores.zarr."""
@@ -253,11 +262,13 @@ def _open_run(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path
     view = find_groups(catalog, entry, side, opts.protocol)
     enc, clean, meta = view.encode, view.clean, view.meta
     spec, resolved = check_model(enc, side["model"], opts.weights)
-    chosen = choose_classes(meta.classes, side["classes"] if opts.protocol == "one-vs-rest" else [], opts.protocol,
-                            opts.classes)
+    # classes come from the files, not the view: a class none of whose samples is encoded is reported, not lost
+    chosen = choose_classes(meta.classes + view.missing_classes, side["classes"] if opts.protocol == "one-vs-rest"
+                            else [], opts.protocol, opts.classes)
     rows = [i for i in range(len(view)) if meta.classes[i] in chosen and meta.labels[i] >= 0]
     if not rows:
-        raise PointadError(f"no encoded rows with a known label to evaluate for classes {chosen}")
+        raise PointadError(f"no encoded rows with a known label to evaluate for classes {chosen}"
+                           + (f" ({len(view.missing)} samples have no encoded row)" if view.missing else ""))
     samples = CachedSamples(view, side["scored_layers"])
     if opts.modality != "point" and not samples.has_rgb:
         raise OptionError("modality", opts.modality, f"needs RGB features: dataset {entry.name!r} has no registered "
@@ -273,7 +284,7 @@ def _open_run(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path
     scores = ScoresStore(out / "scores.zarr", meta, shape, {
         "checkpoint": str(checkpoint), "encode_fingerprint": enc.attrs["fingerprint"], "protocol": opts.protocol,
         "train_classes": side["classes"], "organized": organized, "modality": opts.modality})
-    return Run(ckpt, samples, meta, text, prompt_classes, shape, scores, opts, out), chosen, rows, enc
+    return Run(ckpt, samples, meta, text, prompt_classes, shape, scores, opts, out, view), chosen, rows, enc
 
 
 def evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path,
@@ -290,9 +301,13 @@ def _evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path
     results: dict[str, Any] = {}
     figures: dict[str, dict[str, str]] = {}
     bar = progress(len(rows), "evaluate", "sample", enabled=opts.progress)
+    skipped: dict[str, dict[str, Any]] = {}
     for cls in chosen:
-        results[cls], figures[cls] = score_class(run, cls, [r for r in rows if run.meta.classes[r] == cls],
-                                                 lambda: bar.update(1))
+        mine = [r for r in rows if run.meta.classes[r] == cls]
+        if not mine:  # nothing to score never sinks the other classes
+            skipped[cls] = {"scored": 0, "why": unscored_reason(run.view, cls)}
+            continue
+        results[cls], figures[cls] = score_class(run, cls, mine, lambda: bar.update(1))
     bar.close()
     keys = sorted({k for v in results.values() for k in v})
     mean = {k: float(np.nanmean([results[c].get(k, np.nan) for c in results])) for k in keys}
@@ -304,7 +319,9 @@ def _evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path
               "model": side["model"], "modality": opts.modality, "rgb": opts.modality != "point",
               "grid": list(run.grid_shape) if run.organized else "full resolution",
               "aupro": AUPRO_NOTE if run.organized else "none",
-              "per_class": results, "mean": mean}
-    markdown_report(out, report, figures, [TINY_NOTE] if side["model"] == "tiny" else [])
+              "per_class": results, "mean": mean, "skipped": skipped}
+    notes = [TINY_NOTE] if side["model"] == "tiny" else []
+    notes += [f"Class {cls} was not scored: {info['why']}." for cls, info in skipped.items()]
+    markdown_report(out, report, figures, notes)
     write_metrics(out, report)
     return report

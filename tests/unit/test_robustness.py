@@ -1,0 +1,72 @@
+"""Issue 14's findings, each reproduced first (library side): worker counts, empty classes, clashing names."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pointad_pipe.pipeline.cache import runner
+from pointad_pipe.pipeline.errors import OptionError
+
+
+def _echo(job: dict[str, Any]) -> list[tuple[int, str]]:
+    return [(r, "") for r in job["rows"]]
+
+
+def test_a_negative_worker_count_is_refused_before_any_work() -> None:
+    with pytest.raises(OptionError, match="must be 0"):
+        runner.RunOptions(workers=-1)
+
+
+def test_never_more_worker_processes_than_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[int] = []
+
+    class Client:
+        def submit(self, fn: Any, job: dict[str, Any], **_: Any) -> Any:
+            class Done:
+                def result(self) -> Any:
+                    return fn(job)
+            return Done()
+
+    @contextmanager
+    def fake_client(workers: int, scheduler: str | None):  # noqa: ANN202
+        started.append(workers)
+        yield Client()
+
+    monkeypatch.setattr(runner, "_client", fake_client)
+    monkeypatch.setattr("dask.distributed.as_completed", lambda futures: list(futures))
+    jobs = [{"rows": [0]}, {"rows": [1]}]
+    out = runner.run_tasks(_echo, jobs, workers=64, scheduler=None, desc="t", on_results=lambda r: None,
+                           show_progress=False)
+    assert out == {0: "", 1: ""} and started == [2]
+
+
+@pytest.mark.slow
+def test_a_class_with_nothing_encoded_is_reported_and_the_others_scored(learn_cache: Path, ball_checkpoint: Path,
+                                                                        tmp_path: Path) -> None:
+    """A class whose samples have no encoded row (here: files added after the encode) used to sink evaluate."""
+    from pointad_pipe.pipeline.catalog import load_catalog
+    from pointad_pipe.pipeline.jobs.evaluate import EvalOptions, evaluate
+
+    spec = yaml.safe_load(learn_cache.read_text())
+    data = Path(spec["datasets"]["s"]["root"])
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    shutil.copytree(copy / "ball", copy / "cone")  # a whole class the cache has never seen
+    spec["datasets"]["s"]["root"] = str(copy)
+    cat = tmp_path / "catalog.yaml"
+    cat.write_text(yaml.safe_dump(spec))
+    catalog = load_catalog(cat)
+    report = evaluate(catalog, catalog.dataset("s"), ball_checkpoint, tmp_path / "run",
+                      EvalOptions(write_ply=False, montage_samples=0, progress=False))
+    n_cone = len(list((copy / "cone" / "test").glob("*/xyz/*.tiff")))
+    assert set(report["per_class"]) == {"box"} and report["skipped"]["cone"]["scored"] == 0
+    assert report["skipped"]["cone"]["why"].startswith(f"{n_cone} samples have no encoded row")
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["per_class"].keys() == {"box"}
+    assert "Class cone was not scored" in (tmp_path / "run" / "report.md").read_text()
