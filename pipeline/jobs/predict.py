@@ -177,9 +177,31 @@ class Predictor:
                           view_maps(patch, self.text, self.grid, size, self.ckpt.config.tau))
 
 
-def write_prediction(pred: Prediction, out: Path, info: dict[str, Any]) -> dict[str, Any]:
-    """`<name>.ply`, `<name>_views.png`, `<name>.json` in `out`; returns the JSON record."""
-    name = safe_name(pred.source.stem)
+def output_names(files: list[Path]) -> list[str]:
+    """A distinct output name per input: its stem, or with as many parent folders as tell it apart.
+
+    Every MVTec sample is `000.tiff`: named by stem alone, each would overwrite the last.
+    """
+    paths = [Path(p).resolve() for p in files]
+    names = [safe_name(p.stem) for p in paths]
+    depth = max(len(p.parts) for p in paths) if paths else 0
+    for d in range(1, depth):
+        clash = {n for n in names if len({p for p, m in zip(paths, names, strict=True) if m == n}) > 1}
+        if not clash:
+            break
+        names = [safe_name("_".join([*p.parent.parts[-d:], p.stem])) if names[i] in clash else names[i]
+                 for i, p in enumerate(paths)]
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:  # the same file given twice
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return out
+
+
+def write_prediction(pred: Prediction, out: Path, info: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    """`<name>.ply`, `<name>_views.png`, `<name>.json` in `out` (name: the file's stem by default); the record."""
+    name = name or safe_name(pred.source.stem)
     write_scored_ply(out / f"{name}.ply", pred.xyz, pred.score, vmax=1.0)
     class_montage(out / f"{name}_views.png", name, [MontageSample(
         pred.source.name, -1, pred.global_score, pred.images, pred.view_maps,
@@ -206,9 +228,10 @@ def predict_files(files: list[Path], checkpoint: Path, out: Path, rgb: list[Path
     info = {"checkpoint": str(checkpoint), "model": predictor.ckpt.side["model"], "modality": predictor.modality,
             **({"checkpoint_format": "official"} if predictor.ckpt.official else {})}
     failures = []
+    names = output_names(files)
     for i, path in enumerate(files):
         try:
-            record = write_prediction(predictor.predict(path, rgb[i] if rgb else None), out, info)
+            record = write_prediction(predictor.predict(path, rgb[i] if rgb else None), out, info, names[i])
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
             failures.append(path)
             if on_failed is not None:

@@ -70,3 +70,15 @@ def test_a_class_with_nothing_encoded_is_reported_and_the_others_scored(learn_ca
     assert report["skipped"]["cone"]["why"].startswith(f"{n_cone} samples have no encoded row")
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["per_class"].keys() == {"box"}
     assert "Class cone was not scored" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_inputs_with_one_file_name_get_distinct_outputs(tmp_path: Path) -> None:
+    """Every MVTec sample is `000.tiff`: predict used to write them all to `000.*`, the last one winning."""
+    from pointad_pipe.pipeline.jobs.predict import output_names
+
+    a = tmp_path / "bagel/test/crack/xyz/000.tiff"
+    b = tmp_path / "bagel/test/good/xyz/000.tiff"
+    c = tmp_path / "carrot/test/good/xyz/001.tiff"
+    assert output_names([a, b, c]) == ["crack_xyz_000", "good_xyz_000", "001"]
+    assert output_names([c, c]) == ["001", "001_2"]
+    assert output_names([a]) == ["000"]
