@@ -52,6 +52,10 @@ def guarded(body: Callable[[], int]) -> None:
 
     try:
         code = body()
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, no traceback, the shell's code for SIGINT
+        what = str(exc) if isinstance(exc, PointadError) else "interrupted"
+        typer.secho(f"{what}; rerun the same command to continue", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
     except PointadError as exc:
         raise fail(describe(exc)) from None
     raise typer.Exit(code)

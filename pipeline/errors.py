@@ -105,3 +105,16 @@ class CheckpointMismatch(PointadError, ValueError):
         fitting = (f"models whose text tower fits: {', '.join(self.fits)}" if self.fits
                    else "no registered model's text tower fits")
         super().__init__(f"{need}{what}; {fitting}")
+
+
+class Interrupted(PointadError, KeyboardInterrupt):
+    """Ctrl-C during a stage run: what is done is kept (each finished row is marked), the rest waits for a rerun.
+
+    Attributes:
+        stage: the stage that was running.
+        done, total: rows current at the interruption, and rows of the dataset.
+    """
+
+    def __init__(self, stage: str, done: int, total: int) -> None:
+        self.stage, self.done, self.total = stage, done, total
+        super().__init__(f"interrupted during {stage}: {done} of {total} rows are done and kept")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import OptionError, one_line
+from ..errors import Interrupted, OptionError, one_line
 from . import rows
 
 Task = Callable[[dict[str, Any]], list[tuple[int, str]]]
@@ -168,14 +168,17 @@ def run_stage(stage: str, grp: Any, fp: str, url: str, keys: Sequence[tuple[str,
     def finished(results: list[tuple[int, str]]) -> None:
         rows.mark(grp, results)
         for row, error in results:
+            report.succeeded += not error
             if error:
                 report.failures.append((row, names[row], error))
                 if opts.log is not None:
                     opts.log(f"{stage} failed: {names[row]}: {error}")
 
-    outcomes = run_tasks(task, jobs, workers=opts.workers, scheduler=opts.scheduler, desc=stage,
-                         on_results=finished, unit=unit, per_row=per_row, show_progress=opts.progress)
-    report.succeeded = sum(1 for e in outcomes.values() if not e)
+    try:
+        outcomes = run_tasks(task, jobs, workers=opts.workers, scheduler=opts.scheduler, desc=stage,
+                             on_results=finished, unit=unit, per_row=per_row, show_progress=opts.progress)
+    except KeyboardInterrupt:  # every finished row is already marked: say how far it got, once
+        raise Interrupted(stage, report.skipped + report.succeeded, len(keys)) from None
     current = np.full(len(keys), -1, np.int64)
     for k, r in p.current.items():
         current[k] = r
