@@ -5,6 +5,7 @@ Heavy packages are imported inside functions, so that `--help` is instant.
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,11 @@ def guarded(body: Callable[[], int]) -> None:
         raise typer.Exit(130) from None
     except PointadError as exc:
         raise fail(describe(exc)) from None
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise fail(f"no space left on the device holding {exc.filename or 'the output'}: free space, then rerun "
+                   f"(finished rows are kept)") from None
     raise typer.Exit(code)
 
 

@@ -118,3 +118,18 @@ class Interrupted(PointadError, KeyboardInterrupt):
     def __init__(self, stage: str, done: int, total: int) -> None:
         self.stage, self.done, self.total = stage, done, total
         super().__init__(f"interrupted during {stage}: {done} of {total} rows are done and kept")
+
+
+class DiskFull(PointadError, OSError):
+    """The cache's disk is full: the run stops at the first row that could not be written.
+
+    Attributes:
+        stage: the stage that was writing.
+        url: the dataset's cache.
+        done, total: rows current when it stopped, and rows of the dataset.
+    """
+
+    def __init__(self, stage: str, url: str, done: int, total: int) -> None:
+        self.stage, self.url, self.done, self.total = stage, url, done, total
+        super().__init__(f"no space left on the device holding {url}: {stage} stopped with {done} of {total} rows "
+                         f"done (finished rows are kept); free space, then rerun")

@@ -9,6 +9,7 @@ lists the rows it covers in `job["rows"]`; which rows run at all is the stage's 
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import Interrupted, OptionError, one_line
+from ..errors import DiskFull, Interrupted, OptionError, one_line
 from . import rows
 
 Task = Callable[[dict[str, Any]], list[tuple[int, str]]]
@@ -166,9 +167,18 @@ def run_stage(stage: str, grp: Any, fp: str, url: str, keys: Sequence[tuple[str,
                        planned=p.counts(), remembered=[(r, keys[k][0], e) for k, (r, e) in sorted(p.failed.items())])
 
     def finished(results: list[tuple[int, str]]) -> None:
-        rows.mark(grp, results)
+        full = [r for r, e in results if e and disk_full(e)]
+        results = [(r, e) for r, e in results if r not in full]  # a full disk's rows stay pending, not failed
+        try:
+            rows.mark(grp, results)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            full.append(-1)  # the marks themselves could not be written
+        report.succeeded += sum(1 for _, e in results if not e)
+        if full:  # every later row would fail the same way: stop now
+            raise DiskFull(stage, url, report.skipped + report.succeeded, len(keys))
         for row, error in results:
-            report.succeeded += not error
             if error:
                 report.failures.append((row, names[row], error))
                 if opts.log is not None:
@@ -187,6 +197,11 @@ def run_stage(stage: str, grp: Any, fp: str, url: str, keys: Sequence[tuple[str,
             current[k] = r
     report.rows = current
     return report
+
+
+def disk_full(error: str) -> bool:
+    """Whether a row's error is the disk being full (errno 28, as one line)."""
+    return "No space left on device" in error or "[Errno 28]" in error
 
 
 def dry_report(stage: str, fp: str, url: str, keys: Sequence[tuple[str, str]], p: rows.Plan) -> RunReport:

@@ -82,3 +82,30 @@ def test_inputs_with_one_file_name_get_distinct_outputs(tmp_path: Path) -> None:
     assert output_names([a, b, c]) == ["crack_xyz_000", "good_xyz_000", "001"]
     assert output_names([c, c]) == ["001", "001_2"]
     assert output_names([a]) == ["000"]
+
+
+def test_a_full_disk_stops_the_run_at_its_first_row_and_fails_none(tmp_path: Path) -> None:
+    """`encode` used to compute all 34 remaining rows after the first "No space left" and exit 0."""
+    from pointad_pipe.pipeline.cache import rows, store
+    from pointad_pipe.pipeline.errors import DiskFull
+
+    root = store.open_dataset(str(tmp_path), "d")
+    grp = store.create_group(root, "clean", "f" * 16, upstream=None, config={})
+    store.mark_initialized(grp)
+    keys = [(f"s{i}", "v") for i in range(6)]
+    p = rows.plan(rows.read_table(grp), keys)
+    targets = rows.reserve(grp, p, keys)
+    tried: list[int] = []
+
+    def task(job: dict[str, Any]) -> list[tuple[int, str]]:
+        (r,) = job["rows"]
+        tried.append(r)
+        return [(r, "" if r < 2 else "OSError: [Errno 28] No space left on device: 'x'")]
+
+    jobs = [{"rows": [r]} for r in sorted(targets.values())]
+    with pytest.raises(DiskFull, match="2 of 6 rows done"):
+        runner.run_stage("clean", grp, "f" * 16, "cache/d.zarr", keys, p, targets, jobs, task,
+                         runner.RunOptions(progress=False))
+    assert tried == [0, 1, 2]  # it stopped at the first full-disk row
+    table = rows.read_table(grp)
+    assert table.done.tolist() == [True, True, False, False, False, False] and not any(table.errors)
