@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..config import check_numbers
 from ..errors import SampleError
 from ..loaders.base import Sample
 
@@ -60,6 +61,8 @@ class CleanConfig:
     version: int = VERSION
 
     def __post_init__(self) -> None:
+        check_numbers(self, positive=("border_px", "plane_fit_dist", "plane_drop_dist", "ransac_n", "ransac_iters",
+                                      "dbscan_eps", "dbscan_min_points", "grid_size", "pad_multiple", "max_points"))
         if self.plane not in ("border", "all", "none"):
             raise ValueError(f"plane must be border, all or none, got {self.plane!r}")
         if self.units not in ("auto", *UNITS):

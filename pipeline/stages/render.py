@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from ..config import check_numbers
 from ..renderers import get_backend, project
 from ..renderers.base import Backend, Camera
 from ..renderers.splat import splat_owners
@@ -54,8 +55,10 @@ VIEW_PRESETS["files"] = VIEW_PRESETS["real3d"]
 
 def _views(value: object) -> tuple[View, ...]:
     """Normalise `[[axis, degrees], ...]` from YAML into a tuple of (axis, float) pairs."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"views must be a list of [axis, degrees] pairs, got {value!r}")
     out = []
-    for item in value:  # type: ignore[union-attr]
+    for item in value:
         if not (isinstance(item, (list, tuple)) and len(item) == 2 and item[0] in ("x", "y", "z")):
             raise ValueError(f"a view is [axis, degrees] with axis x, y or z; got {item!r}")
         out.append((str(item[0]), float(item[1])))
@@ -83,6 +86,8 @@ class RenderConfig:
     version: int = VERSION
 
     def __post_init__(self) -> None:
+        check_numbers(self, positive=("image_size", "eps_factor", "splat_radius", "splat_knn", "splat_max_px",
+                                      "normals_knn"), unit=("fill", "grey", "ambient"))
         object.__setattr__(self, "views", _views(self.views))
         object.__setattr__(self, "pre_rotation", _views(self.pre_rotation))
         if not self.views:

@@ -58,7 +58,7 @@ def _other(cls: type, field: dataclasses.Field, value: Any) -> Any:
     if isinstance(value, int) or (value is None and field.name in ("grid_size", "max_points")):
         return (value or 0) + 7
     if isinstance(value, float):
-        return value * 1.5 + 0.001
+        return value * 0.5 + 0.001  # stays valid: positive, and within [0, 1] for the fractions
     if isinstance(value, tuple):
         return value[:-1] if len(value) > 1 else (*value, value[0] if value else 1)
     raise AssertionError(f"no alternative for {cls.__name__}.{field.name} = {value!r}")

@@ -109,3 +109,26 @@ def test_a_full_disk_stops_the_run_at_its_first_row_and_fails_none(tmp_path: Pat
     assert tried == [0, 1, 2]  # it stopped at the first full-disk row
     table = rows.read_table(grp)
     assert table.done.tolist() == [True, True, False, False, False, False] and not any(table.errors)
+
+
+@pytest.mark.parametrize(("stage", "value", "words"), [
+    ("render", {"image_size": -5}, "image_size must be above 0, got -5"),
+    ("render", {"image_size": "big"}, "image_size must be an integer, got 'big'"),
+    ("render", {"views": -3}, "views must be a list of [axis, degrees] pairs, got -3"),
+    ("clean", {"dbscan_eps": -1}, "dbscan_eps must be above 0, got -1"),
+    ("clean", {"grid_size": 0}, "grid_size must be above 0, got 0"),
+])
+def test_bad_stage_values_stop_before_any_work(stage: str, value: dict[str, Any], words: str,
+                                               tmp_path: Path) -> None:
+    """They used to run (and exit 0 with an inconsistent group) or crash only after clean had run."""
+    from pointad_pipe.pipeline.catalog import load_catalog
+    from pointad_pipe.pipeline.errors import CatalogError
+    from pointad_pipe.pipeline.jobs import identity
+
+    from ..helpers import write_catalog
+
+    cat = load_catalog(write_catalog(tmp_path, {"m": {"format": "mvtec3d", "root": str(tmp_path), stage: value}}))
+    build = identity.render_config if stage == "render" else identity.clean_config
+    with pytest.raises(CatalogError, match=rf"datasets\.m\.{stage}: ") as info:
+        build(cat.dataset("m"))
+    assert words in str(info.value)
