@@ -126,6 +126,8 @@ def load_catalog(path: str | Path, cache: str | None = None) -> Catalog:
         raise CatalogError(f"catalog {path} not found")
     try:
         raw = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise CatalogError(f"{path}: not a text file (a catalog is YAML)") from None
     except yaml.YAMLError as exc:
         raise CatalogError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     raw = _mapping(raw, str(path))
@@ -134,8 +136,13 @@ def load_catalog(path: str | Path, cache: str | None = None) -> Catalog:
         raise CatalogError(f"{path}: unknown key {unknown[0]!r}; allowed keys are {sorted(TOP_KEYS)}")
     base = path.parent
     cache_root = cache if cache is not None else raw.get("cache")
-    if not isinstance(cache_root, str) or not cache_root:
+    if cache_root is None or cache_root == "":
         raise CatalogError(f"{path}: `cache:` missing (the cache root folder or URL)")
+    if not isinstance(cache_root, str):
+        raise CatalogError(f"{path}: `cache:` must be a folder path or URL, got {cache_root!r}")
     datasets = _mapping(raw.get("datasets"), f"{path}: datasets")
     entries = {str(name): _entry(str(name), value, base) for name, value in datasets.items()}
-    return Catalog(path=path, cache=_resolve(base if cache is None else Path.cwd(), cache_root), datasets=entries)
+    resolved = _resolve(base if cache is None else Path.cwd(), cache_root)
+    if "://" not in resolved and Path(resolved).is_file():
+        raise CatalogError(f"{path}: `cache:` {resolved} is a file; it must be a folder (or a URL)")
+    return Catalog(path=path, cache=resolved, datasets=entries)

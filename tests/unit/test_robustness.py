@@ -132,3 +132,22 @@ def test_bad_stage_values_stop_before_any_work(stage: str, value: dict[str, Any]
     with pytest.raises(CatalogError, match=rf"datasets\.m\.{stage}: ") as info:
         build(cat.dataset("m"))
     assert words in str(info.value)
+
+
+def test_catalog_mistakes_are_named(tmp_path: Path) -> None:
+    """A binary catalog, `cache: 5` and a cache that is a file were tracebacks or misreported."""
+    from pointad_pipe.pipeline.catalog import load_catalog
+    from pointad_pipe.pipeline.errors import CatalogError
+
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(CatalogError, match="not a text file"):
+        load_catalog(binary)
+    cat = tmp_path / "c.yaml"
+    cat.write_text("cache: 5\ndatasets: {}\n")
+    with pytest.raises(CatalogError, match=r"`cache:` must be a folder path or URL, got 5"):
+        load_catalog(cat)
+    (tmp_path / "afile").write_text("x")
+    cat.write_text("cache: afile\ndatasets: {}\n")
+    with pytest.raises(CatalogError, match="is a file; it must be a folder"):
+        load_catalog(cat)
