@@ -86,7 +86,8 @@ class Encoder:
 
         from ...model.encoder import preprocess
 
-        x = preprocess(torch.from_numpy(np.ascontiguousarray(images)).to(self.device), self.net.image_size)
+        # a copy: images read from a PNG are read-only, and torch warns about every one of them
+        x = preprocess(torch.from_numpy(np.array(images, order="C")).to(self.device), self.net.image_size)
         glob, patch = self.net(x.to(self.dtype))
         return glob.to(torch.float16).cpu().numpy(), patch.to(torch.float16).cpu().numpy()
 

@@ -151,3 +151,20 @@ def test_catalog_mistakes_are_named(tmp_path: Path) -> None:
     cat.write_text("cache: afile\ndatasets: {}\n")
     with pytest.raises(CatalogError, match="is a file; it must be a folder"):
         load_catalog(cat)
+
+
+def test_read_only_images_encode_without_a_warning() -> None:
+    """`predict --rgb` printed torch's non-writable-array UserWarning on every run."""
+    import warnings
+
+    import numpy as np
+
+    from pointad_pipe.pipeline.stages.encode import EncoderKey, get_encoder
+
+    encoder = get_encoder(EncoderKey("tiny", "random", None, (4,), True, 3, "fp32", "cpu"))
+    images = np.zeros((1, 32, 32, 3), np.uint8)
+    images.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        glob, patch = encoder.encode(images)
+    assert glob.shape[0] == 1 and patch.shape[:2] == (1, 1)
