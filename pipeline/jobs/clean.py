@@ -16,6 +16,7 @@ from ..cache.runner import RunOptions, RunReport, dry_report, run_stage
 from ..cache.versions import FileMemo
 from ..catalog import Catalog, DatasetEntry
 from ..config import as_json_dict
+from ..environment import require_open3d
 from ..errors import one_line
 from ..loaders import Loader, SampleRef, get_loader
 from ..stages.clean import CleanConfig, clean_sample
@@ -61,6 +62,8 @@ def run_clean(catalog: Catalog, entry: DatasetEntry, opts: RunOptions) -> tuple[
     moved or copied one does not. With `opts.dry_run` nothing is written and the group may be None.
     """
     cfg = clean_config(entry)  # a bad `clean:` value stops the run before any data is generated or read
+    if not opts.dry_run:
+        require_open3d()  # a missing system library is one line now, not one per row
     refs = index_rows(entry, opts.log)
     fp, config = clean_identity(entry)
     url = store.dataset_url(catalog.cache, entry.name)

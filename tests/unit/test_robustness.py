@@ -168,3 +168,23 @@ def test_read_only_images_encode_without_a_warning() -> None:
         warnings.simplefilter("error")
         glob, patch = encoder.encode(images)
     assert glob.shape[0] == 1 and patch.shape[:2] == (1, 1)
+
+
+def test_a_missing_system_library_is_one_line_before_any_row(mvtec_ball: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without libusb every row failed with the same ImportError (48 lines for 48 rows)."""
+    import sys
+
+    from pointad_pipe.pipeline.catalog import load_catalog
+    from pointad_pipe.pipeline.environment import EnvironmentProblem, open3d_problem
+    from pointad_pipe.pipeline.jobs.clean import run_clean
+
+    from ..helpers import SYNTH, write_catalog
+
+    cat = load_catalog(write_catalog(tmp_path, {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH}}))
+    monkeypatch.setitem(sys.modules, "open3d", None)  # as an import that cannot load
+    with pytest.raises(EnvironmentProblem, match="Open3D cannot be loaded"):
+        run_clean(cat, cat.dataset("m"), runner.RunOptions(progress=False))
+    assert not (tmp_path / "cache").exists()  # nothing was started
+    err = open3d_problem(OSError("libusb-1.0.so.0: cannot open shared object file: No such file or directory"))
+    assert "apt-get install libusb-1.0-0" in str(err) and "\n" not in str(err)
