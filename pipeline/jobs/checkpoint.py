@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ...model.registry import MODELS
-from ..errors import CheckpointMismatch, OptionError, PointadError
+from ..errors import CheckpointMismatch, OptionError, PointadError, first_line
 from ..outputs.atomic import atomic_path, write_text
 from ..stages.train import TrainConfig, prompt_learner
 
@@ -304,6 +304,11 @@ def text_features(ckpt: Checkpoint, spec: Any, weights: Any, classes: list[str] 
                              ckpt.config, spec, weights, device, model=model)
     clip = learner.model
     check_fits(ckpt, spec.name, clip.token_embedding.weight.shape[1], len(clip.transformer.resblocks))
-    learner.load_state_dict(ckpt.prompts)
+    try:
+        learner.load_state_dict(ckpt.prompts)
+    except RuntimeError as exc:  # torch's multi-line "size mismatch for ..." dump
+        raise PointadError(f"checkpoint {ckpt.path}: its prompts do not have the shapes its sidecar "
+                           f"{ckpt.path.with_suffix('.json').name} describes ({first_line(exc)}); is that sidecar "
+                           f"the checkpoint's own?") from None
     with torch.no_grad():
         return learner().detach().cpu(), learner.classes

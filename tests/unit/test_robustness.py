@@ -188,3 +188,21 @@ def test_a_missing_system_library_is_one_line_before_any_row(mvtec_ball: Path, t
     assert not (tmp_path / "cache").exists()  # nothing was started
     err = open3d_problem(OSError("libusb-1.0.so.0: cannot open shared object file: No such file or directory"))
     assert "apt-get install libusb-1.0-0" in str(err) and "\n" not in str(err)
+
+
+def test_a_checkpoint_beside_another_runs_sidecar_is_one_line(ball_checkpoint: Path, tmp_path: Path) -> None:
+    """Its prompts have other shapes than the sidecar says: torch's `size mismatch` dump, before."""
+    from pointad_pipe.model.registry import get_spec
+    from pointad_pipe.pipeline.errors import PointadError
+    from pointad_pipe.pipeline.jobs.checkpoint import load_checkpoint, text_features
+    from pointad_pipe.pipeline.stages.weights import resolve_weights
+
+    pt = tmp_path / "prompts.pt"
+    shutil.copy(ball_checkpoint, pt)
+    side = json.loads(ball_checkpoint.with_suffix(".json").read_text())
+    side["train"]["n_ctx"] = side["train"]["n_ctx"] + 3  # another run's prompt length
+    pt.with_suffix(".json").write_text(json.dumps(side))
+    spec = get_spec("tiny")
+    with pytest.raises(PointadError, match=r"do not have the shapes its sidecar prompts\.json describes") as info:
+        text_features(load_checkpoint(pt), spec, resolve_weights(spec, None), None)
+    assert "\n" not in str(info.value)
