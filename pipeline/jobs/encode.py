@@ -15,7 +15,7 @@ from ..cache import locks, rows, schema, store
 from ..cache.runner import RunOptions, RunReport, dry_report, run_stage
 from ..catalog import Catalog, DatasetEntry
 from ..config import as_json_dict
-from ..errors import OptionError
+from ..errors import CatalogError, OptionError
 from ..stages.encode import EncoderKey, encode_blocks, get_encoder, resolve_device
 from .identity import Prepared, encode_config, encode_identity, prepare_encode
 from .render import run_render
@@ -81,7 +81,13 @@ def run_encode(catalog: Catalog, entry: DatasetEntry, opts: RunOptions, enc: Enc
     cfg = encode_config(entry, overrides)
     # `auto` is resolved only when there is work: importing torch to find no GPU costs a no-change rerun 3 s
     device = resolve_device(enc.device) if enc.device != "auto" or cfg.dtype == "fp16" else "auto"
-    prep = prepare_encode(cfg, enc.weights, device)  # fails before any work
+    try:
+        prep = prepare_encode(cfg, enc.weights, device)  # fails before any work
+    except OptionError as exc:  # a value from the catalog is the catalog's mistake, not a flag's
+        from_catalog = exc.option in entry.overrides.get("encode", {}) and (overrides or {}).get(exc.option) is None
+        if not from_catalog:
+            raise
+        raise CatalogError(f"datasets.{entry.name}.encode.{exc.option}: {exc.value!r}: {exc.problem}") from None
     if enc.batch_size < 1:
         raise OptionError("batch_size", enc.batch_size, "must be at least 1")
     with locks.writing(catalog.cache, entry.name, enabled=not opts.dry_run):

@@ -206,3 +206,20 @@ def test_a_checkpoint_beside_another_runs_sidecar_is_one_line(ball_checkpoint: P
     with pytest.raises(PointadError, match=r"do not have the shapes its sidecar prompts\.json describes") as info:
         text_features(load_checkpoint(pt), spec, resolve_weights(spec, None), None)
     assert "\n" not in str(info.value)
+
+
+def test_a_bad_encode_value_in_the_catalog_names_the_catalog_key(tmp_path: Path) -> None:
+    """`encode: {layers: [99]}` in the catalog was reported as the `--layers` flag."""
+    from pointad_pipe.pipeline.catalog import load_catalog
+    from pointad_pipe.pipeline.errors import CatalogError
+    from pointad_pipe.pipeline.jobs.encode import EncodeOptions, run_encode
+
+    from ..helpers import write_catalog
+
+    cat = load_catalog(write_catalog(tmp_path, {"m": {"format": "mvtec3d", "root": str(tmp_path),
+                                                      "encode": {"layers": [99]}}}))
+    with pytest.raises(CatalogError, match=r"datasets\.m\.encode\.layers: \[99\]: tiny has blocks 1\.\.4"):
+        run_encode(cat, cat.dataset("m"), runner.RunOptions(progress=False), EncodeOptions(), {"model": "tiny"})
+    with pytest.raises(OptionError, match="layers"):  # the same value from the call site stays an option
+        run_encode(cat, cat.dataset("m"), runner.RunOptions(progress=False), EncodeOptions(),
+                   {"model": "tiny", "layers": (99,)})
