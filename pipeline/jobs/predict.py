@@ -59,6 +59,8 @@ class Prediction:
 def read_user_file(path: Path, rgb: Path | None = None, mesh_points: int = 100_000) -> Sample:
     """A `Sample` from one file: an MVTec xyz .tiff (organized, optional RGB png), or a cloud/mesh file."""
     path = Path(path)
+    if path.is_dir():
+        raise SampleError(path, "is a folder: give the point-cloud files in it (e.g. its *.tiff or *.ply)")
     if not path.is_file():
         raise SampleError(path, "file not found")
     suffix = path.suffix.lower()

@@ -223,3 +223,14 @@ def test_a_bad_encode_value_in_the_catalog_names_the_catalog_key(tmp_path: Path)
     with pytest.raises(OptionError, match="layers"):  # the same value from the call site stays an option
         run_encode(cat, cat.dataset("m"), runner.RunOptions(progress=False), EncodeOptions(),
                    {"model": "tiny", "layers": (99,)})
+
+
+def test_a_folder_given_to_predict_is_called_a_folder(tmp_path: Path) -> None:
+    """`predict DIR` said "file not found" of a folder that is there."""
+    from pointad_pipe.pipeline.errors import SampleError
+    from pointad_pipe.pipeline.jobs.predict import read_user_file
+
+    with pytest.raises(SampleError, match="is a folder: give the point-cloud files in it"):
+        read_user_file(tmp_path)
+    with pytest.raises(SampleError, match="file not found"):
+        read_user_file(tmp_path / "absent.ply")
