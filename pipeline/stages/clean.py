@@ -205,6 +205,10 @@ def pad_resize_grid(xyz: np.ndarray, rgb: np.ndarray | None, gt: np.ndarray, kee
     return xyz_r, rgb_r, gt_r, keep_r
 
 
+#: fewer valid points cannot be rendered: the surface normals look at 16 neighbours (render `normals_knn`)
+MIN_VALID_POINTS = 16
+
+
 def clean_sample(sample: Sample, cfg: CleanConfig) -> Cleaned:
     """Run the clean steps on one sample (pure: arrays in, arrays out).
 
@@ -215,6 +219,9 @@ def clean_sample(sample: Sample, cfg: CleanConfig) -> Cleaned:
     keep = valid_points(xyz)
     if not keep.any():
         raise SampleError(sample.ref.source, "no valid points (all zero, NaN or inf)")
+    if keep.sum() < MIN_VALID_POINTS:
+        raise SampleError(sample.ref.source, f"only {int(keep.sum())} valid points; at least {MIN_VALID_POINTS} are "
+                                             f"needed to render and score a cloud")
     unit = cloud_unit(xyz[keep], cfg.units)
     scale = UNITS[unit]
     if cfg.plane != "none":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -234,3 +235,22 @@ def test_a_folder_given_to_predict_is_called_a_folder(tmp_path: Path) -> None:
         read_user_file(tmp_path)
     with pytest.raises(SampleError, match="file not found"):
         read_user_file(tmp_path / "absent.ply")
+
+
+@pytest.mark.parametrize(("valid", "words"), [(0, "no valid points (all zero, NaN or inf)"),
+                                              (2, "only 2 valid points; at least 16 are needed"),
+                                              (3, "only 3 valid points; at least 16 are needed")])
+def test_a_nearly_empty_cloud_is_called_what_it_is(valid: int, words: str) -> None:
+    """2 valid points were called "all zero, NaN or inf", while 3 were scored without a word."""
+    import numpy as np
+
+    from pointad_pipe.pipeline.errors import SampleError
+    from pointad_pipe.pipeline.loaders.base import Sample, SampleRef
+    from pointad_pipe.pipeline.stages.clean import CleanConfig, clean_sample
+
+    pts = np.zeros((50, 3), np.float32)
+    pts[:valid] = np.random.default_rng(0).normal(size=(valid, 3)) + 5
+    ref = SampleRef("a/b", "a", "test", "good", 0, "cloud.ply")
+    sample = Sample(ref, pts, np.zeros(50, np.uint8))
+    with pytest.raises(SampleError, match=re.escape(words)):
+        clean_sample(sample, CleanConfig(plane="none", dbscan=False, grid_size=None))
