@@ -34,6 +34,7 @@ app.command()(score_commands.demo)
 app.command()(stage_commands.gc)
 app.command()(stage_commands.status)
 app.command()(stage_commands.convert)
+app.command()(stage_commands.doctor)
 
 
 def main() -> None:

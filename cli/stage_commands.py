@@ -238,3 +238,24 @@ def convert(
         return 0
 
     guarded(body)
+
+
+def doctor(
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    cache: CacheOpt = None,
+) -> None:
+    """Check this machine for the pipeline: packages, CUDA, renderers, CLIP weights, the cache root; with fixes."""
+
+    def body() -> int:
+        from pointad_pipe.pipeline.jobs.doctor import examine
+
+        cat = load(catalog, cache) if Path(catalog).expanduser().is_file() else None
+        checks = examine(cat)
+        for c in checks:
+            mark = "ok  " if c.ok else ("FAIL" if c.required else "--  ")
+            typer.echo(f"{mark} {c.name:<24} {c.detail}" + (f"  -> {c.fix}" if not c.ok and c.fix else ""))
+        bad = [c.name for c in checks if c.required and not c.ok]
+        typer.echo(f"{len(bad)} problem(s): {', '.join(bad)}" if bad else "everything needed is usable")
+        return 1 if bad else 0
+
+    guarded(body)

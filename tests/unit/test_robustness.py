@@ -254,3 +254,20 @@ def test_a_nearly_empty_cloud_is_called_what_it_is(valid: int, words: str) -> No
     sample = Sample(ref, pts, np.zeros(50, np.uint8))
     with pytest.raises(SampleError, match=re.escape(words)):
         clean_sample(sample, CleanConfig(plane="none", dbscan=False, grid_size=None))
+
+
+def test_doctor_names_what_is_missing_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from pointad_pipe.pipeline.catalog import load_catalog
+    from pointad_pipe.pipeline.jobs.doctor import examine
+
+    from ..helpers import write_catalog
+
+    cat = load_catalog(write_catalog(tmp_path, {}))
+    checks = {c.name: c for c in examine(cat)}
+    assert checks["torch"].ok and checks["renderer splat"].ok and checks["cache"].ok
+    assert {"open3d", "open_clip_torch", "weights ViT-L-14-336", "cuda"} <= set(checks)
+    monkeypatch.setitem(sys.modules, "open3d", None)
+    broken = {c.name: c for c in examine(cat)}["open3d"]
+    assert not broken.ok and broken.required and "libusb" in broken.fix
