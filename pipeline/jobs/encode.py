@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..cache import locks, rows, schema, store
-from ..cache.runner import RunOptions, RunReport, dry_report, run_stage
+from ..cache.runner import RunOptions, RunReport, disk_full, dry_report, run_stage
 from ..catalog import Catalog, DatasetEntry
 from ..config import as_json_dict
 from ..errors import CatalogError, OptionError
@@ -48,8 +48,14 @@ def encode_task(job: dict[str, Any]) -> list[tuple[int, str]]:
         encoder = get_encoder(EncoderKey(**job["key"]))
         io = schema.FeatureRows(store.open_stage(job["url"], "render", job["render_fp"]),
                                 store.open_stage(job["url"], "encode", job["fp"]), job["sources"])
-        encode_blocks([(b["rows"], b["write"]) for b in job["blocks"]], encoder, io,
-                      on_row=lambda r, e: outcomes.append((r, e)))
+        def on_row(r: int, error: str) -> None:
+            outcomes.append((r, error))
+            # in the driving process (no workers) a finished row is marked at once, not when the task
+            # returns: a kill then loses at most the rows in flight (a full disk's rows stay pending)
+            if job.get("mark_here") and not disk_full(error):
+                rows.mark(io.out, [(r, error)])
+
+        encode_blocks([(b["rows"], b["write"]) for b in job["blocks"]], encoder, io, on_row=on_row)
     except Exception as exc:  # the model failed to load, or the store to open: fail these rows
         seen = {r for r, _ in outcomes}
         outcomes += [(r, f"{type(exc).__name__}: {exc}") for r in job["rows"] if r not in seen]
@@ -128,5 +134,5 @@ def _jobs(targets: dict[int, int], src: list[int], enc: EncodeOptions, opts: Run
         chunk = blocks[i:i + JOB_BLOCKS]
         written = [r for b in chunk for r in b["write"]]
         jobs.append({"rows": written, "blocks": chunk, "sources": {r: sources[r] for r in written},
-                     "threads": threads, **common})
+                     "threads": threads, "mark_here": not (opts.workers or opts.scheduler), **common})
     return jobs
