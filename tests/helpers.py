@@ -100,6 +100,15 @@ def current_arrays(cache: Path, entry: Any, chain: dict[str, str]) -> dict[str, 
     return out
 
 
+def assert_same_current(ours: Path, theirs: Path, entry: Any, chain: dict[str, str]) -> int:
+    """The current rows of two caches are equal, array by array and bit for bit; returns how many samples."""
+    a, b = current_arrays(ours, entry, chain), current_arrays(theirs, entry, chain)
+    assert a.keys() == b.keys() and len(a) > 0
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    return sum(1 for k in a if k.endswith("/version"))
+
+
 def kill_when_done(cmd: list[str], url: Path, stage: str, rows: int, timeout: float = 120) -> None:
     """Start `cmd`, SIGKILL it as soon as `rows` rows of `stage` are done in the cache at `url`."""
     import signal

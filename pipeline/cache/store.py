@@ -247,12 +247,3 @@ def read_points(grp: zarr.Group, r: int) -> dict[str, np.ndarray]:
     """Every `points/<r>/*` array of a row."""
     sub = grp[f"points/{r}"]
     return {name: np.asarray(arr[:]) for name, arr in sub.arrays()}
-
-
-def disk_size(grp: zarr.Group) -> int | None:
-    """Bytes on disk of a group (local stores only; None for remote stores)."""
-    local = getattr(grp.store, "root", None)
-    if not isinstance(local, Path):
-        return None
-    base = local / grp.path
-    return sum(p.stat().st_size for p in base.rglob("*") if p.is_file())

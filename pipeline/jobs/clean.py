@@ -13,14 +13,14 @@ from typing import Any
 
 from ..cache import locks, rows, schema, store
 from ..cache.runner import RunOptions, RunReport, dry_report, run_stage
-from ..cache.versions import FileMemo
+from ..cache.versions import FileMemo, sample_versions
 from ..catalog import Catalog, DatasetEntry
 from ..config import as_json_dict
 from ..environment import require_open3d
 from ..errors import one_line
 from ..loaders import Loader, SampleRef, get_loader
 from ..stages.clean import CleanConfig, clean_sample
-from .identity import clean_config, clean_identity, dataset_meta, index_rows, sample_versions
+from .identity import clean_config, clean_identity, dataset_meta, index_rows
 from .stagerows import sub_plan
 
 

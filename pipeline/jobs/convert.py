@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..cache import locks, migrate, rows, store
-from ..cache.versions import FileMemo, relative
+from ..cache.versions import FileMemo, relative, sample_versions
 from ..catalog import Catalog, DatasetEntry
 from ..errors import PointadError
-from .identity import clean_from_v1, encode_from_attrs, index_rows, render_identity, sample_versions
+from .identity import clean_from_v1, encode_from_attrs, index_rows, render_identity
 
 
 @dataclass

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..cache import locks, rows, store
-from ..cache.status import GroupStatus, group_status
+from ..cache.status import GroupStatus, disk_bytes, group_status
 from ..catalog import Catalog, DatasetEntry
 from ..errors import CatalogError
 from .identity import clean_identity, current_samples, index_rows, render_config, render_identity
@@ -84,7 +84,8 @@ def _whole_groups(root: Any, entry: DatasetEntry, strict: bool) -> list[Stale]:
             else:
                 reason = ""
             if reason:
-                out.append(Stale(stage, fp, reason, store.disk_size(grp)))
+                sizes = disk_bytes(grp)
+                out.append(Stale(stage, fp, reason, sizes[0] if sizes else None))
             elif stage in kept:
                 kept[stage].add(fp)
     return out

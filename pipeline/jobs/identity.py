@@ -18,7 +18,6 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..cache import store, versions
@@ -143,11 +142,6 @@ def clean_from_v1(v1_config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return store.fingerprint("clean", config, None), config
 
 
-def sample_versions(refs: list[SampleRef], root: Path, memo: FileMemo) -> list[str]:
-    """Each sample's version (its files' content digest), in order; `memo` spares re-reading unchanged files."""
-    return versions.sample_versions(refs, root, memo)
-
-
 def dataset_meta(entry: DatasetEntry, refs: list[SampleRef]) -> store.Meta:
     """The samples' `meta/*` columns; `source` relative to the dataset root (moving the root changes nothing)."""
     return store.Meta([r.id for r in refs], [r.cls for r in refs], [r.split for r in refs], [r.defect for r in refs],
@@ -162,7 +156,7 @@ def current_samples(cache_root: str, entry: DatasetEntry) -> tuple[store.Meta, l
     refs = index_rows(entry)
     root = store.open_dataset(cache_root, entry.name, mode="r") if store.dataset_exists(cache_root, entry.name) \
         else None
-    return dataset_meta(entry, refs), sample_versions(refs, entry.root, FileMemo.load(root))
+    return dataset_meta(entry, refs), versions.sample_versions(refs, entry.root, FileMemo.load(root))
 
 
 def render_identity(cfg: RenderConfig | dict[str, Any], clean_fp: str) -> str:

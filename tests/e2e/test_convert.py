@@ -7,12 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from pointad_pipe.pipeline.catalog import load_catalog
 
-from ..helpers import ROOT, SYNTH, check_cache, current_arrays, run_cli, write_catalog
+from ..helpers import ROOT, SYNTH, assert_same_current, check_cache, run_cli, write_catalog
 
 V1_COMMIT = "f0f5c8e"  # the last commit whose code writes schema pointad-pipe/1 (0.4.0)
 RUN = "import sys; from pointad_pipe.cli.main import app; sys.argv = ['pointad-pipe', *sys.argv[1:]]; app()"
@@ -66,11 +65,7 @@ def test_a_schema_1_cache_is_refused_then_converted(v1_code: Path, mvtec_ball: P
         if stage in ("clean", "render", "encode"):
             reports_chain[stage] = rest.split(":")[0]
     ds = load_catalog(cat).dataset("m")
-    ours, theirs = current_arrays(cache, ds, reports_chain), current_arrays(tmp_path / "fresh" / "cache", ds,
-                                                                            reports_chain)
-    assert ours.keys() == theirs.keys() and len(ours) > 0
-    for key in ours:
-        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+    assert_same_current(cache, tmp_path / "fresh" / "cache", ds, reports_chain)
 
 
 @pytest.mark.slow

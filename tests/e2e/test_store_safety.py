@@ -9,13 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from pointad_pipe.pipeline.cache import locks
 from pointad_pipe.pipeline.catalog import load_catalog
 
-from ..helpers import SYNTH, check_cache, current_arrays, groups, run_cli, write_catalog
+from ..helpers import SYNTH, assert_same_current, check_cache, groups, run_cli, write_catalog
 
 CLI = [sys.executable, "-m", "pointad_pipe.cli.main"]
 
@@ -68,11 +67,7 @@ def test_a_kill_inside_an_append_leaves_no_half_row(mvtec_ball: Path, tmp_path: 
     entry = load_catalog(cat).dataset("m")
     chain = {g.attrs["stage"]: g.attrs["fingerprint"] for s in ("clean", "render")
              for g in groups(tmp_path / "cache" / "cache", "m", s)}
-    ours = current_arrays(tmp_path / "cache" / "cache", entry, chain)
-    theirs = current_arrays(tmp_path / "fresh" / "cache", entry, chain)
-    assert ours.keys() == theirs.keys() and len([k for k in ours if k.endswith("/version")]) == 16
-    for key in ours:
-        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+    assert assert_same_current(tmp_path / "cache" / "cache", tmp_path / "fresh" / "cache", entry, chain) == 16
     check_cache(tmp_path / "cache" / "cache", "m")
 
 
