@@ -33,6 +33,7 @@ app.command()(score_commands.predict)
 app.command()(score_commands.demo)
 app.command()(stage_commands.gc)
 app.command()(stage_commands.status)
+app.command()(stage_commands.verify)
 app.command()(stage_commands.convert)
 app.command()(stage_commands.doctor)
 

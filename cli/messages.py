@@ -11,6 +11,7 @@ from pointad_pipe.pipeline.cache.store import SCHEMA_V1, SchemaMismatch
 from pointad_pipe.pipeline.errors import (
     CacheMissing,
     CheckpointMismatch,
+    CorruptRow,
     ModelMismatch,
     OptionError,
     PointadError,
@@ -61,6 +62,9 @@ def describe(exc: PointadError) -> str:
         if exc.found != SCHEMA_V1:
             return f"{exc}: it was written by another version of pointad-pipe"
         return f"{exc}: {schema_1_hint(exc.dataset)}"
+    if isinstance(exc, CorruptRow):
+        return (f"{exc}; `pointad-pipe verify --repair` lists every damaged row and marks them for recompute, "
+                f"then rerun the {exc.group.split('/')[0]} stage")
     if isinstance(exc, WeightsMissing):
         return f"{exc} (--weights PATH)"
     return str(exc)

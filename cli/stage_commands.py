@@ -154,12 +154,13 @@ def gc(
 
     def body() -> int:
         from pointad_pipe.pipeline.cache.status import human_size
+        from pointad_pipe.pipeline.cache.store import READS
         from pointad_pipe.pipeline.jobs.gc import collect
 
         found = collect(load(catalog, cache), dataset, strict, dry_run)
         verb = "would remove" if dry_run else "removed"
         for item in found:
-            if item.note and item.schema is not None and item.schema != "pointad-pipe/2":
+            if item.note and item.schema is not None and item.schema not in READS:
                 typer.echo(f"{item.dataset}: {item.note}")
                 continue
             for s in item.stale:
@@ -204,6 +205,43 @@ def status(
             for line in survey_lines(item):
                 typer.echo(line)
         return 0
+
+    guarded(body)
+
+
+def verify(
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    cache: CacheOpt = None,
+    dataset: OnlyDatasetOpt = None,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Mark the damaged rows not done, so that the next stage run recomputes exactly them.")]
+    = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")] = False,
+) -> None:
+    """Read back every done row of the cache and check it against its checksums.
+
+    A deleted, truncated or changed chunk is found and named (group, row, sample, array). Exit code 1
+    when damage is found and not repaired. Caches written before checksums (pointad-pipe 0.5) cannot
+    be checked; they are listed as such.
+    """
+
+    def body() -> int:
+        import json
+
+        from pointad_pipe.pipeline.jobs.verify import verify as run_verify
+
+        from .status_lines import verify_lines
+
+        cat = load(catalog, cache)
+        found = [run_verify(cat, cat.dataset(name), repair, show_progress=not as_json)
+                 for name in ([dataset] if dataset else list(cat.datasets))]
+        if as_json:
+            typer.echo(json.dumps([v.as_json() for v in found], indent=2))
+        else:
+            for item in found:
+                for line in verify_lines(item):
+                    typer.echo(line)
+        return 1 if any(v.bad_rows and not v.repaired for v in found) else 0
 
     guarded(body)
 

@@ -133,3 +133,20 @@ class DiskFull(PointadError, OSError):
         self.stage, self.url, self.done, self.total = stage, url, done, total
         super().__init__(f"no space left on the device holding {url}: {stage} stopped with {done} of {total} rows "
                          f"done (finished rows are kept); free space, then rerun")
+
+
+class CorruptRow(PointadError, ValueError):
+    """A done row whose data does not read back as written: a chunk deleted, truncated or changed.
+
+    Attributes:
+        group: `<stage>/<fp>`.
+        row: the group's row.
+        array: the array at fault (`patch`, `points/3/xyz`, or `checksum` when the row's entry is lost).
+        problem: what is wrong, as a phrase.
+    """
+
+    PREFIX = "damaged cache data"  # rows failing with it stay pending (runner.keep_pending)
+
+    def __init__(self, group: str, row: int, array: str, problem: str) -> None:
+        self.group, self.row, self.array, self.problem = group, row, array, problem
+        super().__init__(f"{self.PREFIX}: {group} row {row}, array {array}: {problem}")

@@ -35,6 +35,30 @@ def write_catalog(folder: Path, datasets: dict, cache: str = "cache") -> Path:
     return path
 
 
+OLD_RUN = "import sys; from pointad_pipe.cli.main import app; sys.argv = ['pointad-pipe', *sys.argv[1:]]; app()"
+
+
+def old_release(commit: str, out: Path) -> Path | None:
+    """An earlier commit's code as an importable `pointad_pipe` package under `out`; None without the git history."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "pipeline", "model", "cli"],
+                             capture_output=True)
+    if archive.returncode != 0:
+        return None
+    pkg = out / "pointad_pipe"
+    pkg.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(pkg)], input=archive.stdout, check=True)
+    (pkg / "__init__.py").touch()
+    return out
+
+
+def run_old(code: Path, *args: str) -> subprocess.CompletedProcess:
+    """`pointad-pipe ARGS` with the code of `old_release`, in a subprocess."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    return subprocess.run([sys.executable, "-c", OLD_RUN, *args], capture_output=True, text=True, env=env)
+
+
 def run_cli(*args: str) -> tuple[int, str]:
     """`pointad-pipe ARGS` in this process (typer's CliRunner): exit code and output."""
     from typer.testing import CliRunner

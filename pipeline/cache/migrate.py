@@ -67,15 +67,15 @@ def start_group(dst_root: zarr.Group, src: zarr.Group, stage: str, fp: str, upst
 
 
 def copy_rows(src: zarr.Group, dst: zarr.Group, pairs: Sequence[tuple[int, int]]) -> None:
-    """Copy each pair's (source row -> target row) data: row-axis arrays, `points/<r>/*` and `rgb_grid/<r>`."""
+    """Copy each pair's (source row -> target row) data: row-axis arrays, `points/<r>/*` and `rgb_grid/<r>`.
+
+    Through `store.write_row`, so the copied rows get their checksums.
+    """
     arrays = _data_arrays(src)
     for s, d in pairs:
-        for name, arr in arrays:
-            dst[name][d] = arr[s]
-        if f"points/{s}" in src:
-            for name, arr in src[f"points/{s}"].arrays():
-                out = dst.create_array(f"points/{d}/{name}", data=np.asarray(arr[:]), overwrite=True)
-                out.attrs.update(dict(arr.attrs))
-        if f"rgb_grid/{s}" in src:
-            dst.create_array(f"rgb_grid/{d}", data=np.asarray(src[f"rgb_grid/{s}"][:]), overwrite=True)
-
+        points = dict(src[f"points/{s}"].arrays()) if f"points/{s}" in src else {}
+        others = {"rgb_grid/*": np.asarray(src[f"rgb_grid/{s}"][:])} if f"rgb_grid/{s}" in src else None
+        store.write_row(dst, d, {name: arr[s] for name, arr in arrays},
+                        {name: np.asarray(arr[:]) for name, arr in points.items()}, others)
+        for name, arr in points.items():
+            dst[f"points/{d}/{name}"].attrs.update(dict(arr.attrs))

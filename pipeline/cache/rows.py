@@ -175,6 +175,13 @@ def mark(grp: zarr.Group, outcomes: Sequence[tuple[int, str]]) -> None:
             grp["done"][r] = True
 
 
+def mark_pending(grp: zarr.Group, rows: Sequence[int]) -> None:
+    """Make done rows pending (`verify --repair`): the next run recomputes them in place, same row numbers."""
+    for r in rows:
+        grp["done"][r] = False
+        grp["error"][r] = ""
+
+
 def tombstone(grp: zarr.Group, rows: Sequence[int]) -> None:
     """Drop rows (gc): not done and id emptied first, so no reader takes them, then their data deleted."""
     if not len(rows):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import DiskFull, Interrupted, OptionError, one_line
+from ..errors import CorruptRow, DiskFull, Interrupted, OptionError, one_line
 from . import rows
 
 Task = Callable[[dict[str, Any]], list[tuple[int, str]]]
@@ -170,7 +170,7 @@ def run_stage(stage: str, grp: Any, fp: str, url: str, keys: Sequence[tuple[str,
         full = [r for r, e in results if e and disk_full(e)]
         results = [(r, e) for r, e in results if r not in full]  # a full disk's rows stay pending, not failed
         try:
-            rows.mark(grp, results)
+            rows.mark(grp, [(r, e) for r, e in results if not keep_pending(e)])
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
@@ -202,6 +202,15 @@ def run_stage(stage: str, grp: Any, fp: str, url: str, keys: Sequence[tuple[str,
 def disk_full(error: str) -> bool:
     """Whether a row's error is the disk being full (errno 28, as one line)."""
     return "No space left on device" in error or "[Errno 28]" in error
+
+
+def keep_pending(error: str) -> bool:
+    """Whether a failed row stays pending rather than remembered as failed.
+
+    A full disk, or damaged upstream data (`verify --repair`, then the rerun recomputes the upstream
+    row): neither is the sample's fault, so the next run must try the row again.
+    """
+    return bool(error) and (disk_full(error) or CorruptRow.PREFIX in error)
 
 
 def dry_report(stage: str, fp: str, url: str, keys: Sequence[tuple[str, str]], p: rows.Plan) -> RunReport:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import zarr
 
-from . import store
+from . import checksums, store
 from .view import View
 
 # ---------------------------------------------------------------- clean
@@ -57,19 +57,19 @@ def write_clean_row(grp: zarr.Group, r: int, out: CleanedLike) -> None:
         points["rgb"] = out.rgb
     if out.grid is not None:
         points["grid"] = out.grid
-    store.write_row(grp, r, {}, points)
+    # beyond STORE.md's list: `rgb_grid/<r>`, the registered RGB image for `render`
+    store.write_row(grp, r, {}, points, {"rgb_grid/*": out.rgb_grid} if out.rgb_grid is not None else None)
     if out.grid_shape is not None:
         grp[f"points/{r}/grid"].attrs["grid_shape"] = list(out.grid_shape)
-    if out.rgb_grid is not None:  # beyond STORE.md's list: the registered RGB image for `render`
-        grp.create_array(f"rgb_grid/{r}", data=out.rgb_grid, overwrite=True)
 
 
 def read_clean_row(grp: zarr.Group, r: int, with_rgb_grid: bool = False) -> CleanRow:
     """Row r of a clean group."""
-    arrays = store.read_points(grp, r)
+    rows = checksums.CheckedRows(grp)
+    arrays = rows.per_row(r, "points")
     rgb_grid = None
-    if with_rgb_grid and f"rgb_grid/{r}" in grp:
-        rgb_grid = np.asarray(grp[f"rgb_grid/{r}"][:])
+    if with_rgb_grid and rows.has(r, "rgb_grid/*"):
+        rgb_grid = rows.read(r, "rgb_grid/*")
     return CleanRow(arrays["xyz"], arrays["label"], arrays.get("rgb"), arrays.get("grid"), rgb_grid)
 
 
@@ -158,21 +158,21 @@ class FeatureRows:
     def __init__(self, render: zarr.Group, out: zarr.Group, sources: dict[int, int]) -> None:
         self.render, self.out, self.sources = render, out, sources
         self.has_rgb = "rgb_image" in render
+        self.checked = checksums.CheckedRows(render)
 
     def read(self, r: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """(V, H, W, 3) views and the (H, W, 3) RGB image (or None) of encode row r's render row."""
+        """(V, H, W, 3) views and the (H, W, 3) RGB image (or None) of encode row r's render row, checked."""
         src = self.sources[r]
-        images = np.asarray(self.render["image"][src])
-        return images, np.asarray(self.render["rgb_image"][src]) if self.has_rgb else None
+        images = self.checked.read(src, "image")
+        return images, self.checked.read(src, "rgb_image") if self.has_rgb else None
 
     def write(self, r: int, glob: np.ndarray, patch: np.ndarray, rgb_glob: np.ndarray | None,
               rgb_patch: np.ndarray | None) -> None:
-        """Row r's features (the driver marks it done once this returns)."""
-        self.out["global"][r] = glob
-        self.out["patch"][r] = patch
+        """Row r's features and checksum (the driver marks it done once this returns)."""
+        rows = {"global": glob, "patch": patch}
         if rgb_glob is not None:
-            self.out["rgb_global"][r] = rgb_glob
-            self.out["rgb_patch"][r] = rgb_patch
+            rows |= {"rgb_global": rgb_glob, "rgb_patch": rgb_patch}
+        store.write_row(self.out, r, rows, {})
 
 
 # ---------------------------------------------------------------- readers for training and scoring
@@ -238,31 +238,32 @@ class CachedSamples:
         self.labels = np.asarray(view.meta.labels, int)
         self.has_rgb = "rgb_patch" in self.encode and "rgb_image" in self.render
         self.digest = view.digest()  # which samples at which versions: recorded in run reports
+        # every read is checked against its row's checksums: damage fails loudly, never reads as zeros
+        self.checked = (checksums.CheckedRows(self.encode), checksums.CheckedRows(self.render),
+                        checksums.CheckedRows(self.clean))
 
     def item(self, i: int) -> EncodedRow:
         """One sample for training."""
         c, r, e = (int(x) for x in self.rows[i])
-        return EncodedRow(i, np.asarray(self.encode["patch"][e])[:, self.layer_index],
-                          np.asarray(self.encode["global"][e]), np.asarray(self.render["mask2d"][r]),
-                          np.asarray(self.render[f"points/{r}/pt2pix"][:]),
-                          np.asarray(self.clean[f"points/{c}/label"][:]), int(self.labels[i]), self.classes[i])
+        enc, ren, cln = self.checked
+        return EncodedRow(i, enc.read(e, "patch")[:, self.layer_index], enc.read(e, "global"),
+                          ren.read(r, "mask2d"), ren.read(r, "points/*/pt2pix"), cln.read(c, "points/*/label"),
+                          int(self.labels[i]), self.classes[i])
 
     def scoring(self, i: int, organized: bool, with_rgb: bool) -> ScoringRow:
         """One sample for scoring, from the first scored layer."""
         c, r, e = (int(x) for x in self.rows[i])
+        enc, ren, cln = self.checked
         li = self.layer_index[0]
         rgb = None
         if with_rgb:
-            rgb = (np.asarray(self.encode["rgb_patch"][e])[li], np.asarray(self.encode["rgb_global"][e]))
-        return ScoringRow(np.asarray(self.clean[f"points/{c}/xyz"][:]),
-                          np.asarray(self.clean[f"points/{c}/label"][:]).astype(np.uint8),
-                          np.asarray(self.clean[f"points/{c}/grid"][:]) if organized else None,
-                          np.asarray(self.encode["patch"][e])[:, li], np.asarray(self.encode["global"][e]),
-                          np.asarray(self.render[f"points/{r}/pt2pix"][:]), rgb)
+            rgb = (enc.read(e, "rgb_patch")[li], enc.read(e, "rgb_global"))
+        return ScoringRow(cln.read(c, "points/*/xyz"), cln.read(c, "points/*/label").astype(np.uint8),
+                          cln.read(c, "points/*/grid") if organized else None,
+                          enc.read(e, "patch")[:, li], enc.read(e, "global"), ren.read(r, "points/*/pt2pix"), rgb)
 
     def montage(self, i: int) -> MontageRow:
         """Sample i's views, first scored layer's patch tokens and 2D masks."""
         _, r, e = (int(x) for x in self.rows[i])
-        return MontageRow(np.asarray(self.render["image"][r]),
-                          np.asarray(self.encode["patch"][e])[:, self.layer_index[0]],
-                          np.asarray(self.render["mask2d"][r]))
+        enc, ren, _ = self.checked
+        return MontageRow(ren.read(r, "image"), enc.read(e, "patch")[:, self.layer_index[0]], ren.read(r, "mask2d"))

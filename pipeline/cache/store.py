@@ -30,9 +30,14 @@ import numpy as np
 import zarr
 
 from ..errors import PointadError
+from . import checksums
 
-SCHEMA = "pointad-pipe/2"
+SCHEMA = "pointad-pipe/3"
+SCHEMA_V2 = "pointad-pipe/2"  # read as is: schema 3 only adds per-row checksums, which its groups lack
 SCHEMA_V1 = "pointad-pipe/1"
+READS = (SCHEMA, SCHEMA_V2)
+# Fingerprints hash this, not SCHEMA: checksums change no data, so schema-2 groups keep being found.
+FINGERPRINT_SCHEMA = SCHEMA_V2
 STAGES = ("clean", "render", "encode")
 
 
@@ -64,7 +69,7 @@ def fingerprint(stage: str, config: Mapping[str, Any], upstream: str | None, **e
     Speed knobs (workers, batch size) must not be in `config`, so tuning never invalidates a cache.
     `extra` carries stage-specific inputs (for `encode`: model name and weights hash).
     """
-    payload = {"schema": SCHEMA, "stage": stage, "config": config, "upstream": upstream, **extra}
+    payload = {"schema": FINGERPRINT_SCHEMA, "stage": stage, "config": config, "upstream": upstream, **extra}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -111,22 +116,24 @@ class SchemaMismatch(PointadError, ValueError):
 
     def __init__(self, url: str, dataset: str, found: str) -> None:
         self.url, self.dataset, self.found = url, dataset, found
-        super().__init__(f"{url} holds a cache of schema {found!r}; this version reads {SCHEMA!r} and never "
-                         f"reads another as it")
+        super().__init__(f"{url} holds a cache of schema {found!r}; this version reads {' and '.join(READS)} and "
+                         f"never reads another as one of them")
 
 
 def open_dataset(cache_root: str, dataset: str, mode: str = "a") -> zarr.Group:
     """Open (or create, in mode `a`) a dataset's root group and stamp its root attrs.
 
+    A schema-2 hierarchy opened for writing is stamped schema 3: the groups it gains carry checksums.
+
     Raises:
-        SchemaMismatch: the hierarchy holds another schema (e.g. `pointad-pipe/1`).
+        SchemaMismatch: the hierarchy holds a schema this version does not read (e.g. `pointad-pipe/1`).
     """
     url = dataset_url(cache_root, dataset)
     root = open_url(url, mode)
     found = root.attrs.get("schema")
-    if found not in (None, SCHEMA):
+    if found is not None and found not in READS:
         raise SchemaMismatch(url, dataset, str(found))
-    if mode != "r" and found is None:
+    if mode != "r" and found != SCHEMA:
         root.attrs.update({"schema": SCHEMA, "dataset": dataset})
     return root
 
@@ -190,8 +197,10 @@ def create_group(root: zarr.Group, stage: str, fp: str, *, upstream: str | None,
     for name, dtype in columns.items():
         fill = "" if dtype is str else (-1 if dtype is np.int64 else 0)
         grp.create_array(name, shape=(0,), chunks=(ROW_CHUNK,), dtype=dtype, fill_value=fill, overwrite=True)
+    # written by the workers with each row's data, so one row a chunk like the data arrays
+    grp.create_array(checksums.COLUMN, shape=(0,), chunks=(1,), dtype=str, fill_value="", overwrite=True)
     grp.attrs.update({
-        "schema": SCHEMA, "stage": stage, "fingerprint": fp, "upstream": upstream,
+        "schema": SCHEMA, "checksums": checksums.KIND, "stage": stage, "fingerprint": fp, "upstream": upstream,
         "config": dict(config), "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": package_versions(backend), "n_rows": 0, **(attrs or {}),
     })
@@ -227,15 +236,26 @@ def open_stage(url: str, stage: str, fp: str) -> zarr.Group:
     return _open_cached(url, f"{stage}/{fp}")
 
 
-def write_row(grp: zarr.Group, r: int, rows: Mapping[str, np.ndarray], points: Mapping[str, np.ndarray]) -> None:
-    """Write row r's data: `rows` into the row-axis arrays at index r, `points` as `points/<r>/<name>`.
+def write_row(grp: zarr.Group, r: int, rows: Mapping[str, Any], points: Mapping[str, np.ndarray],
+              others: Mapping[str, np.ndarray] | None = None) -> None:
+    """Write row r's data, then its checksum entry (where the group keeps them).
 
-    Does not mark it done: the driving process does, after this returns (`rows.mark`).
+    `rows` go into the row-axis arrays at index r, `points` to `points/<r>/<name>`, `others` to their
+    paths with `*` for the row (`rgb_grid/*`). Values are cast to the arrays' dtypes here, so the sums
+    are over the bytes stored. Does not mark the row done: the driving process does (`rows.mark`).
     """
-    for name, value in points.items():
-        grp.create_array(f"points/{r}/{name}", data=np.ascontiguousarray(value), overwrite=True)
+    sums: dict[str, str] = {}
+    for name, value in [*((f"points/*/{n}", v) for n, v in points.items()), *(others or {}).items()]:
+        data = np.ascontiguousarray(value)
+        grp.create_array(checksums.path(name, r), data=data, overwrite=True)
+        sums[name] = checksums.crc(data)
     for name, value in rows.items():
-        grp[name][r] = value
+        arr = grp[name]
+        data = np.asarray(value, dtype=arr.dtype)
+        arr[r] = data
+        sums[name] = checksums.crc(data)
+    if checksums.enabled(grp):
+        grp[checksums.COLUMN][r] = checksums.entry(sums)
 
 
 def read_strings(arr: zarr.Array, n: int | None = None) -> list[str]:
@@ -244,6 +264,5 @@ def read_strings(arr: zarr.Array, n: int | None = None) -> list[str]:
 
 
 def read_points(grp: zarr.Group, r: int) -> dict[str, np.ndarray]:
-    """Every `points/<r>/*` array of a row."""
-    sub = grp[f"points/{r}"]
-    return {name: np.asarray(arr[:]) for name, arr in sub.arrays()}
+    """Every `points/<r>/*` array of a row, checked against its checksums."""
+    return checksums.CheckedRows(grp).per_row(r, "points")

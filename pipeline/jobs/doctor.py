@@ -10,10 +10,11 @@ from __future__ import annotations
 import importlib
 import uuid
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 
 from ..catalog import Catalog
+from ..environment import torch_pair_problem
 from ..errors import first_line
 
 
@@ -56,6 +57,8 @@ def packages() -> list[Check]:
                               ("zarr", "zarr", "pip install 'zarr>=3'"),
                               ("dask", "dask.distributed", "pip install 'dask[distributed]'")):
         why = _importable(module)
+        if dist == "torchvision" and not why and _version("torch"):  # imports, yet built for another torch
+            why = torch_pair_problem(_version("torch") or "", _version(dist) or "", requires(dist) or [])
         out.append(Check(dist, not why, f"{_version(dist) or 'not installed'}" + (f": {why}" if why else ""), fix))
     return out
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..cache import locks, rows, schema, store
-from ..cache.runner import RunOptions, RunReport, disk_full, dry_report, run_stage
+from ..cache.runner import RunOptions, RunReport, dry_report, keep_pending, run_stage
 from ..catalog import Catalog, DatasetEntry
 from ..config import as_json_dict
+from ..environment import torch_versions
 from ..errors import CatalogError, OptionError
 from ..stages.encode import EncoderKey, encode_blocks, get_encoder, resolve_device
 from .identity import Prepared, encode_config, encode_identity, prepare_encode
@@ -52,7 +53,7 @@ def encode_task(job: dict[str, Any]) -> list[tuple[int, str]]:
             outcomes.append((r, error))
             # in the driving process (no workers) a finished row is marked at once, not when the task
             # returns: a kill then loses at most the rows in flight (a full disk's rows stay pending)
-            if job.get("mark_here") and not disk_full(error):
+            if job.get("mark_here") and not keep_pending(error):
                 rows.mark(io.out, [(r, error)])
 
         encode_blocks([(b["rows"], b["write"]) for b in job["blocks"]], encoder, io, on_row=on_row)
@@ -84,6 +85,7 @@ def run_encode(catalog: Catalog, entry: DatasetEntry, opts: RunOptions, enc: Enc
                overrides: dict[str, Any] | None = None,
                render_overrides: dict[str, Any] | None = None) -> list[RunReport]:
     """Encode every sample whose render row is current and whose encode row is not; return all stages' reports."""
+    torch_versions()  # a torchvision built for another torch stops here, before clean and render run
     cfg = encode_config(entry, overrides)
     # `auto` is resolved only when there is work: importing torch to find no GPU costs a no-change rerun 3 s
     device = resolve_device(enc.device) if enc.device != "auto" or cfg.dtype == "fp16" else "auto"

@@ -102,7 +102,7 @@ def survey(catalog: Catalog, entry: DatasetEntry, strict: bool = False) -> Surve
     except store.SchemaMismatch as exc:
         out.schema, out.note = exc.found, str(exc)
         return out
-    out.schema = store.SCHEMA
+    out.schema = str(root.attrs.get("schema", store.SCHEMA))
     try:
         entry.require_root()
         every = dataclasses.replace(entry, classes=None, splits=None)  # gc keeps rows of unselected classes
@@ -146,7 +146,7 @@ def collect(catalog: Catalog, dataset: str | None = None, strict: bool = False,
             continue
         with locks.exclusive(catalog.cache, name):
             item = survey(catalog, entry, strict)
-            if item.schema == store.SCHEMA:
+            if item.schema in store.READS:
                 compact(catalog, entry, item)
             found.append(item)
     return found

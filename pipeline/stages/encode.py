@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import OptionError
+from ..errors import OptionError, one_line
 
 VERSION = 1
 DTYPES = ("fp32", "bf16", "fp16")
@@ -93,7 +93,13 @@ class Encoder:
 
 
 def resolve_device(device: str) -> str:
-    """`auto` -> `cuda` when a GPU is there, else `cpu`; an explicit `cuda` without one is an error."""
+    """`auto` -> `cuda` when a GPU is there, else `cpu`; an explicit `cuda` without one is an error.
+
+    Every command that loads a model resolves its device first: the torch stack is checked here, once.
+    """
+    from ..environment import require_torch_stack
+
+    require_torch_stack()
     import torch
 
     if device == "auto":
@@ -155,7 +161,7 @@ def encode_blocks(blocks: Sequence[tuple[list[int], list[int]]], encoder: Encode
                     except Exception as exc:  # a broken chunk fails its row only
                         block.images.pop(r, None)
                         if r in write:
-                            on_row(r, f"reading render row {r}: {type(exc).__name__}: {exc}")
+                            on_row(r, one_line(exc))  # names the render row and array (CorruptRow)
                 loaded.put(block)
         finally:
             loaded.put(None)  # always: the forward loop must never wait forever

@@ -179,7 +179,11 @@ def load_model(spec: ModelSpec, weights: Weights, device: str = "cpu") -> Any:
 
     Raises:
         PointadError: the weights' architecture is not the spec's (e.g. a ViT-B file for ViT-L).
+        EnvironmentProblem: torch, torchvision and open_clip do not load together (the fix named).
     """
+    from ..environment import require_torch_stack
+
+    require_torch_stack()
     import open_clip
     import torch
 

@@ -2,39 +2,29 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pointad_pipe.pipeline.catalog import load_catalog
 
-from ..helpers import ROOT, SYNTH, assert_same_current, check_cache, run_cli, write_catalog
+from ..helpers import SYNTH, assert_same_current, check_cache, old_release, run_cli, run_old, write_catalog
 
 V1_COMMIT = "f0f5c8e"  # the last commit whose code writes schema pointad-pipe/1 (0.4.0)
-RUN = "import sys; from pointad_pipe.cli.main import app; sys.argv = ['pointad-pipe', *sys.argv[1:]]; app()"
 
 
 @pytest.fixture(scope="module")
 def v1_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The schema-1 code as an importable `pointad_pipe` package (skipped without the git history)."""
-    out = tmp_path_factory.mktemp("v1")
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", V1_COMMIT, "pipeline", "model", "cli"],
-                             capture_output=True)
-    if archive.returncode != 0:
-        pytest.skip(f"no git history with {V1_COMMIT} (a shallow clone): {archive.stderr.decode().strip()}")
-    pkg = out / "pointad_pipe"
-    pkg.mkdir()
-    subprocess.run(["tar", "-x", "-C", str(pkg)], input=archive.stdout, check=True)
-    (pkg / "__init__.py").touch()
-    return out
+    code = old_release(V1_COMMIT, tmp_path_factory.mktemp("v1"))
+    if code is None:
+        pytest.skip(f"no git history with {V1_COMMIT} (a shallow clone)")
+    return code
 
 
 def _v1(code: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    return subprocess.run([sys.executable, "-c", RUN, *args], capture_output=True, text=True, env=env)
+    return run_old(code, *args)
 
 
 @pytest.mark.slow

@@ -297,3 +297,32 @@ def test_voxel_thinning_keeps_its_picks_and_loses_its_slowness() -> None:
 
     for k in (500, 8000):
         np.testing.assert_array_equal(voxel_thin(xyz, k), by_rows(k))
+
+
+def test_a_torchvision_for_another_torch_stops_encode_before_any_work(mvtec_ball: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 6: torch 2.13.0 beside torchvision 0.29.1 used to fail open_clip's import in every encode worker."""
+    import importlib.metadata
+
+    from pointad_pipe.pipeline import environment
+    from pointad_pipe.pipeline.catalog import load_catalog
+    from pointad_pipe.pipeline.jobs.encode import EncodeOptions, run_encode
+
+    from ..helpers import SYNTH, write_catalog
+
+    assert environment.torch_pair_problem("2.14.1+cu130", "0.29.1", ["torch (>=2.14.0)"]) == ""
+    assert environment.torch_pair_problem("2.13.0", "0.28.0", ["torch ==2.13.0", "numpy"]) == ""
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "2.13.0" if name == "torch" else real(name))
+    environment.require_torch_stack.cache_clear()
+    cat = load_catalog(write_catalog(tmp_path, {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH}}))
+    try:
+        with pytest.raises(environment.EnvironmentProblem) as exc:
+            run_encode(cat, cat.dataset("m"), runner.RunOptions(progress=False), EncodeOptions(), {"model": "tiny"})
+        with pytest.raises(environment.EnvironmentProblem):
+            environment.require_torch_stack()
+    finally:
+        environment.require_torch_stack.cache_clear()
+    want = f"torchvision {real('torchvision')} needs torch>="
+    assert str(exc.value).startswith(want) and "but torch 2.13.0 is installed: pip install torch==" in str(exc.value)
+    assert not (tmp_path / "cache").exists()  # not even clean ran
