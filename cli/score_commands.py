@@ -125,7 +125,9 @@ def predict(
 
         def scored(path: Path, rec: dict) -> None:
             # tqdm.write keeps messages off the progress bar's line
-            tqdm.write(f"{path}: global score {rec['global_score']:.4f} -> {out / rec['ply']}", file=sys.stdout)
+            note = (f" (sampled from {rec['input_points']:,} to {rec['sampled_to']:,}, the clean step's cap)"
+                    if rec["sampled_to"] else "")
+            tqdm.write(f"{path}: global score {rec['global_score']:.4f} -> {out / rec['ply']}{note}", file=sys.stdout)
             tick()
 
         def failed(path: Path, exc: Exception) -> None:

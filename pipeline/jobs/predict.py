@@ -54,6 +54,8 @@ class Prediction:
     global_score: float
     images: np.ndarray  # (K, H, W, 3) the renderings
     view_maps: np.ndarray  # (K, H, W) S_a of each view
+    input_points: int = 0  # points in the file
+    sampled: bool = False  # capped at the clean config's `max_points` (an unorganized cloud)
 
 
 def read_user_file(path: Path, rgb: Path | None = None, mesh_points: int = 100_000) -> Sample:
@@ -160,7 +162,10 @@ class Predictor:
         sample = read_user_file(path, rgb)
         if self.modality != "point" and sample.rgb is None:
             raise SampleError(path, "RGB fusion asked for, but no RGB image was given for this file")
-        cleaned = clean_sample(sample, self.clean_config(sample.organized))
+        cfg = self.clean_config(sample.organized)
+        cleaned = clean_sample(sample, cfg)
+        sampled = bool(not sample.organized and cfg.max_points and len(cleaned.xyz) == cfg.max_points
+                       and len(sample.points) > cfg.max_points)
         rendered = render_sample(cleaned.xyz, cleaned.label, self.render_config(), grid=cleaned.grid,
                                  rgb_grid=cleaned.rgb_grid)
         glob, patch = self.encoder.encode(rendered.image)
@@ -176,7 +181,8 @@ class Predictor:
                                None if organized else median_spacing(cleaned.xyz), self.ckpt.config.tau,
                                rgb=rgb_in, modality=self.modality)
         return Prediction(Path(path), cleaned.xyz, score, g, rendered.image,
-                          view_maps(patch, self.text, self.grid, size, self.ckpt.config.tau))
+                          view_maps(patch, self.text, self.grid, size, self.ckpt.config.tau), len(sample.points),
+                          sampled)
 
 
 def output_names(files: list[Path]) -> list[str]:
@@ -209,6 +215,7 @@ def write_prediction(pred: Prediction, out: Path, info: dict[str, Any], name: st
         pred.source.name, -1, pred.global_score, pred.images, pred.view_maps,
         np.zeros(pred.view_maps.shape, np.uint8))], vmax=1.0)
     record = {"file": str(pred.source), "global_score": pred.global_score, "points": len(pred.xyz),
+              "input_points": pred.input_points, "sampled_to": len(pred.xyz) if pred.sampled else None,
               "max_point_score": float(pred.score.max()), "ply": f"{name}.ply", "views": f"{name}_views.png", **info}
     write_text(out / f"{name}.json", json.dumps(record, indent=1))
     return record
