@@ -89,8 +89,12 @@ class RunReport:
 
 @contextmanager
 def _client(workers: int, scheduler: str | None):  # noqa: ANN202 - a dask Client
+    import logging
+
     import dask
     from dask.distributed import Client, LocalCluster
+
+    from .quiet_worker import QuietWorker
 
     if scheduler:
         with Client(scheduler) as client:
@@ -101,7 +105,12 @@ def _client(workers: int, scheduler: str | None):  # noqa: ANN202 - a dask Clien
                      "distributed.worker.daemon": False})
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        yield client
+        client.register_plugin(QuietWorker())
+        try:
+            yield client
+        except KeyboardInterrupt:  # the cluster closes next: its "still alive, killing" warnings say nothing new
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
+            raise
 
 
 def default_workers() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -21,10 +22,13 @@ def test_a_negative_worker_count_is_one_line(mvtec_ball: Path, tmp_path: Path) -
     assert code == 2 and "--workers -1: must be 0" in out and "Traceback" not in out, out
 
 
-def test_ctrl_c_keeps_what_is_done_and_says_so(mvtec_ball: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_ctrl_c_keeps_what_is_done_and_says_so(workers: str, mvtec_ball: Path, tmp_path: Path) -> None:
+    """Finding 6: with dask workers, each printed its own KeyboardInterrupt traceback (80 lines for 2)."""
     cat = write_catalog(tmp_path, {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH}})
-    cmd = [sys.executable, "-m", "pointad_pipe.cli.main", "clean", "--catalog", str(cat), "-d", "m", "-j", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", "pointad_pipe.cli.main", "clean", "--catalog", str(cat), "-d", "m", "-j", workers]
+    # its own process group, signalled as a whole: what a terminal's Ctrl-C does
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     url, deadline = tmp_path / "cache" / "m.zarr", time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         try:
@@ -34,11 +38,11 @@ def test_ctrl_c_keeps_what_is_done_and_says_so(mvtec_ball: Path, tmp_path: Path)
         except Exception:  # not there yet
             pass
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted during clean:" in err and "rows are done and kept; rerun the same command" in err, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "WARNING" not in err, err
     code, out = run_cli("clean", "--catalog", str(cat), "-d", "m", "-j", "0")
     assert code == 0 and "8/8 done" in out and "already)" in out and "(0 now" not in out, out
     check_cache(tmp_path / "cache", "m")
@@ -77,3 +81,24 @@ def test_a_full_disk_is_one_line_and_a_rerun_completes(small_disk: Path, mvtec_b
     ds = load_catalog(cat).dataset("m")
     chain = {s: g.attrs["fingerprint"] for s in ("clean", "render") for g in groups(small_disk / "cache", "m", s)}
     assert_same_current(small_disk / "cache", tmp_path / "fresh" / "cache", ds, chain)
+
+
+def test_predict_says_when_it_sampled_a_big_cloud(ball_checkpoint: Path, tmp_path: Path) -> None:
+    """Finding 9: a cloud above the clean cap is sampled down to it (bounded time and memory), and predict says so."""
+    import json
+
+    import numpy as np
+    import trimesh
+
+    rng = np.random.default_rng(0)
+    box = trimesh.creation.box(extents=(0.1, 0.06, 0.04))
+    trimesh.PointCloud(box.sample(150_000, seed=0) + rng.normal(0, 1e-4, (150_000, 3))).export(tmp_path / "big.ply")
+    trimesh.PointCloud(box.sample(5_000, seed=1)).export(tmp_path / "small.ply")
+    code, out = run_cli("predict", str(tmp_path / "big.ply"), str(tmp_path / "small.ply"), "--checkpoint",
+                        str(ball_checkpoint), "--out", str(tmp_path / "p"))
+    assert code == 0, out
+    big, small = (json.loads((tmp_path / "p" / f"{n}.json").read_text()) for n in ("big", "small"))
+    assert big["sampled_to"] == big["points"] == 112_896 and big["input_points"] == 150_000, big
+    assert "(sampled from 150,000 to 112,896, the clean step's cap)" in out, out
+    assert small["sampled_to"] is None and small["points"] == small["input_points"] == 5_000
+    assert out.count("sampled from") == 1
