@@ -126,13 +126,15 @@ class DiskFull(PointadError, OSError):
     Attributes:
         stage: the stage that was writing.
         url: the dataset's cache.
-        done, total: rows current when it stopped, and rows of the dataset.
+        done, total: rows current when it stopped, and rows of the dataset (None: before any row,
+            opening the cache or making the stage's group).
     """
 
-    def __init__(self, stage: str, url: str, done: int, total: int) -> None:
+    def __init__(self, stage: str, url: str, done: int | None = None, total: int | None = None) -> None:
         self.stage, self.url, self.done, self.total = stage, url, done, total
-        super().__init__(f"no space left on the device holding {url}: {stage} stopped with {done} of {total} rows "
-                         f"done (finished rows are kept); free space, then rerun")
+        where = (f"{stage} stopped with {done} of {total} rows done (finished rows are kept)" if done is not None
+                 else f"{stage} could not start (nothing was half-written)")
+        super().__init__(f"no space left on the device holding {url}: {where}; free space, then rerun")
 
 
 class CorruptRow(PointadError, ValueError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,6 +206,19 @@ def run_stage(stage: str, grp: Any, fp: str, url: str, keys: Sequence[tuple[str,
             current[k] = r
     report.rows = current
     return report
+
+
+@contextmanager
+def disk_guard(stage: str, url: str) -> Iterator[None]:
+    """A full disk outside the rows (the lock file, the cache's root, a new group) as `DiskFull` naming both."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise DiskFull(stage, url) from None
 
 
 def disk_full(error: str) -> bool:

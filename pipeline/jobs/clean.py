@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..cache import locks, rows, schema, store
-from ..cache.runner import RunOptions, RunReport, dry_report, run_stage
+from ..cache.runner import RunOptions, RunReport, disk_guard, dry_report, run_stage
 from ..cache.versions import FileMemo, sample_versions
 from ..catalog import Catalog, DatasetEntry
 from ..config import as_json_dict
@@ -67,7 +67,8 @@ def run_clean(catalog: Catalog, entry: DatasetEntry, opts: RunOptions) -> tuple[
     refs = index_rows(entry, opts.log)
     fp, config = clean_identity(entry)
     url = store.dataset_url(catalog.cache, entry.name)
-    with locks.writing(catalog.cache, entry.name, enabled=not opts.dry_run):
+    with disk_guard("clean", store.dataset_url(catalog.cache, entry.name)), \
+            locks.writing(catalog.cache, entry.name, enabled=not opts.dry_run):
         exists = store.dataset_exists(catalog.cache, entry.name)
         root = store.open_dataset(catalog.cache, entry.name, mode="r" if opts.dry_run else "a") \
             if exists or not opts.dry_run else None

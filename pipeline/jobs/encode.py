@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..cache import locks, rows, schema, store
-from ..cache.runner import RunOptions, RunReport, dry_report, keep_pending, run_stage
+from ..cache.runner import RunOptions, RunReport, disk_guard, dry_report, keep_pending, run_stage
 from ..catalog import Catalog, DatasetEntry
 from ..config import as_json_dict
 from ..environment import torch_versions
@@ -98,7 +98,8 @@ def run_encode(catalog: Catalog, entry: DatasetEntry, opts: RunOptions, enc: Enc
         raise CatalogError(f"datasets.{entry.name}.encode.{exc.option}: {exc.value!r}: {exc.problem}") from None
     if enc.batch_size < 1:
         raise OptionError("batch_size", enc.batch_size, "must be at least 1")
-    with locks.writing(catalog.cache, entry.name, enabled=not opts.dry_run):
+    with disk_guard("encode", store.dataset_url(catalog.cache, entry.name)), \
+            locks.writing(catalog.cache, entry.name, enabled=not opts.dry_run):
         reports = run_render(catalog, entry, opts, render_overrides)
         up = reports[-1]
         fp = encode_identity(prep, up.fingerprint)

@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from ..cache import locks, rows, schema, store
-from ..cache.runner import RunOptions, RunReport, dry_report, run_stage
+from ..cache.runner import RunOptions, RunReport, disk_guard, dry_report, run_stage
 from ..catalog import Catalog, DatasetEntry
 from ..config import as_json_dict
 from ..renderers import BACKENDS
@@ -50,7 +50,8 @@ def run_render(catalog: Catalog, entry: DatasetEntry, opts: RunOptions,
     """Run clean where needed, then render every sample without a current render row; return both reports."""
     cfg = render_config(entry, overrides)
     importlib.import_module(f"..renderers.{BACKENDS[cfg.backend][0]}", __package__)  # fail before any work
-    with locks.writing(catalog.cache, entry.name, enabled=not opts.dry_run):
+    with disk_guard("render", store.dataset_url(catalog.cache, entry.name)), \
+            locks.writing(catalog.cache, entry.name, enabled=not opts.dry_run):
         clean_report, clean_grp = run_clean(catalog, entry, opts)
         fp = render_identity(cfg, clean_report.fingerprint)
         url = store.dataset_url(catalog.cache, entry.name)

@@ -83,6 +83,30 @@ def test_a_full_disk_is_one_line_and_a_rerun_completes(small_disk: Path, mvtec_b
     assert_same_current(small_disk / "cache", tmp_path / "fresh" / "cache", ds, chain)
 
 
+def test_a_disk_full_before_any_group_is_one_line_and_leaves_nothing_to_warn_about(
+        small_disk: Path, mvtec_ball: Path, tmp_path: Path) -> None:
+    """Finding 5: a disk already full when the group was made gave a traceback and a half-made group folder."""
+    cat = write_catalog(tmp_path, {"m": {"format": "mvtec3d", "root": str(mvtec_ball), **SYNTH}},
+                        cache=str(small_disk / "cache"))
+    filler = small_disk / "filler"
+    with filler.open("wb") as f:  # fill the disk to the last block
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    code, out = run_cli("clean", "--catalog", str(cat), "-d", "m", "-j", "0")
+    assert code == 2 and "Traceback" not in out and out.count("\n") <= 3, out
+    assert "no space left on the device holding" in out and str(small_disk / "cache") in out and "clean" in out, out
+    filler.unlink()
+    code, out = run_cli("status", "--catalog", str(cat))
+    assert code == 0 and "half" not in out.lower() and "warning" not in out.lower(), out
+    code, out = run_cli("clean", "--catalog", str(cat), "-d", "m", "-j", "0")
+    assert code == 0 and "8/8 done" in out, out
+    check_cache(small_disk / "cache", "m")
+
+
 def test_predict_says_when_it_sampled_a_big_cloud(ball_checkpoint: Path, tmp_path: Path) -> None:
     """Finding 9: a cloud above the clean cap is sampled down to it (bounded time and memory), and predict says so."""
     import json
