@@ -19,6 +19,11 @@ NUM = r"[-+]?\d+(?:\.\d+)?"
 
 #: each script's printed figures at its --smoke sizes (regular expressions, each must match a line)
 EXPECTED: dict[str, list[str]] = {
+    "checksums": [
+        r"^checksums: encode rows of patch \(9, 1, 16, 32\) float16 \(0\.0 MB\), 2 rows, median of 1$",
+        rf"^  read: plain {NUM} ms/row, checked {NUM} ms/row -> checked/plain x{NUM} \({NUM} %\)$",
+        rf"^  write: CRC-32 of one patch row {NUM} ms \({NUM} GB/s\)$",
+    ],
     "encode": [
         r"^encode: 9 views per sample, 1 samples, median of 1, fp32 on CPU",
         rf"^ +tiny: bare encode_image {NUM} ms/view, encoder \(patch tokens \+ change\) {NUM} ms/view, "
