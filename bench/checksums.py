@@ -71,7 +71,9 @@ def main() -> None:
     p, c, s = (statistics.median(x) * 1000 for x in (plain, checked, summed))
     mb = np.prod(shape) * 2 / 1e6
     print(f"checksums: encode rows of patch {shape} float16 ({mb:.1f} MB), {rows} rows, median of {repeats}")
-    print(f"  read: plain {p:.1f} ms/row, checked {c:.1f} ms/row -> checked/plain x{c / p:.2f} ({(c / p - 1) * 100:.1f} %)")
+    ratio = c / p
+    print(f"  read: plain {p:.1f} ms/row, checked {c:.1f} ms/row -> checked/plain x{ratio:.2f} "
+          f"({(ratio - 1) * 100:.1f} %)")
     print(f"  write: CRC-32 of one patch row {s:.2f} ms ({mb / max(s / 1000, 1e-9) / 1000:.1f} GB/s)")
 
 
