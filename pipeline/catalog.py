@@ -7,6 +7,7 @@ plain dicts here and validated by each stage's own config builder, which knows i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,10 @@ def load_catalog(path: str | Path, cache: str | None = None) -> Catalog:
         raise CatalogError(f"{path}: `cache:` must be a folder path or URL, got {cache_root!r}")
     datasets = _mapping(raw.get("datasets"), f"{path}: datasets")
     entries = {str(name): _entry(str(name), value, base) for name, value in datasets.items()}
+    if re.match(r"^[a-z][a-z0-9+.-]*://[^/]*@", cache_root):
+        raise CatalogError(f"{path}: `cache:` carries credentials before '@': the cache URL is printed and logged, "
+                           f"so give them to fsspec instead (for s3://, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                           f"in the environment, or a profile)")
     resolved = _resolve(base if cache is None else Path.cwd(), cache_root)
     if "://" not in resolved and Path(resolved).is_file():
         raise CatalogError(f"{path}: `cache:` {resolved} is a file; it must be a folder (or a URL)")

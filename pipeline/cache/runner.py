@@ -103,14 +103,22 @@ def _client(workers: int, scheduler: str | None):  # noqa: ANN202 - a dask Clien
     # The Nanny's MALLOC_TRIM_THRESHOLD_ doubles numpy-heavy task time (ENVIRONMENT.md): unset it.
     dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
                      "distributed.worker.daemon": False})
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
-        client.register_plugin(QuietWorker())
-        try:
-            yield client
-        except KeyboardInterrupt:  # the cluster closes next: its "still alive, killing" warnings say nothing new
-            logging.getLogger("distributed").setLevel(logging.CRITICAL)
-            raise
+    nanny = logging.getLogger("distributed.nanny")
+    level = nanny.level
+    try:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+                Client(cluster) as client:
+            client.register_plugin(QuietWorker())
+            try:
+                yield client
+            except KeyboardInterrupt:  # the cluster closes next: its "still alive, killing" warnings say nothing new
+                logging.getLogger("distributed").setLevel(logging.CRITICAL)
+                raise
+            # Every row is marked by now. A worker whose object-store client (s3fs) is slow to exit is killed
+            # after 4 s; the nanny's warning about that would read as a problem with the run, which it is not.
+            nanny.setLevel(logging.ERROR)
+    finally:
+        nanny.setLevel(level)
 
 
 def default_workers() -> int:

@@ -8,7 +8,7 @@ more: `gc` drops them, and their bytes are what it could free.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,8 @@ import zarr
 from . import rows
 
 Key = tuple[str, str]
-_ROW_PATH = re.compile(r"^(?:points|rgb_grid)/(\d+)(?:/|$)|^[^/]+/c/(\d+)(?:/|$)")
+# a row's own objects; `done` and `error` are row columns (4096 rows a chunk), not row 0's data
+_ROW_PATH = re.compile(r"^(?:points|rgb_grid)/(\d+)(?:/|$)|^(?!done/|error/)[^/]+/c/(\d+)(?:/|$)")
 
 
 def human_size(n: int | None) -> str:
@@ -32,21 +33,41 @@ def human_size(n: int | None) -> str:
     return f"{n:.1f} TB"
 
 
-def disk_bytes(grp: zarr.Group) -> tuple[int, dict[int, int]] | None:
-    """A group's bytes on disk, total and per row (local stores only; None for remote stores)."""
+def _object_sizes(grp: zarr.Group) -> Iterator[tuple[str, int]] | None:
+    """(path below the group, bytes) of every object the group holds; None where the store cannot list.
+
+    Local stores walk the folder; fsspec stores (`s3://`, `gs://`, `file://`) list the prefix once,
+    sizes included (one paginated listing, not a request per chunk).
+    """
     local = getattr(grp.store, "root", None)
-    if not isinstance(local, Path):
+    if isinstance(local, Path):
+        base = local / grp.path
+        return ((p.relative_to(base).as_posix(), p.stat().st_size) for p in base.rglob("*") if p.is_file())
+    fs, prefix = getattr(grp.store, "fs", None), getattr(grp.store, "path", None)
+    if fs is None or prefix is None or not hasattr(fs, "_find"):
         return None
-    base = local / grp.path
+    from zarr.core.sync import sync
+
+    base = f"{prefix.rstrip('/')}/{grp.path}" if grp.path else prefix.rstrip("/")
+    try:
+        found = sync(fs._find(base, detail=True, withdirs=False))
+    except (OSError, ValueError):
+        return None
+    return ((key[len(base):].lstrip("/"), int(info.get("size") or 0)) for key, info in found.items())
+
+
+def disk_bytes(grp: zarr.Group) -> tuple[int, dict[int, int]] | None:
+    """A group's stored bytes, total and per row (None where the store cannot list its objects)."""
+    objects = _object_sizes(grp)
+    if objects is None:
+        return None
     total, per_row = 0, {}
-    for p in base.rglob("*"):
-        if p.is_file():
-            size = p.stat().st_size
-            total += size
-            m = _ROW_PATH.match(p.relative_to(base).as_posix())
-            if m:
-                r = int(m.group(1) or m.group(2))
-                per_row[r] = per_row.get(r, 0) + size
+    for rel, size in objects:
+        total += size
+        m = _ROW_PATH.match(rel)
+        if m:
+            r = int(m.group(1) or m.group(2))
+            per_row[r] = per_row.get(r, 0) + size
     return total, per_row
 
 

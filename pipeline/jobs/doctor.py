@@ -105,10 +105,29 @@ def weights() -> list[Check]:
     return out
 
 
+def _url_root(url: str) -> Check:
+    """An fsspec cache root: its filesystem package is there and a probe object can be written and removed."""
+    import fsspec
+
+    probe = f"{url.rstrip('/')}/.doctor-{uuid.uuid4().hex}"
+    try:
+        fs, path = fsspec.core.url_to_fs(probe)
+        fs.pipe_file(path, b"ok")
+        fs.rm_file(path)
+    except ImportError as exc:  # fsspec names the package: "Install s3fs to access S3"
+        return Check("cache", False, f"{url}: {first_line(exc)}", "pip install the filesystem's package "
+                     "(s3fs for s3://, gcsfs for gs://) here and on every worker")
+    except Exception as exc:  # noqa: BLE001 - any store error: credentials, endpoint, bucket, permissions
+        return Check("cache", False, f"{url}: {first_line(exc)}",
+                     "check the bucket and the credentials fsspec sees (for s3://: AWS_* variables, a profile, "
+                     "AWS_ENDPOINT_URL for a local server)")
+    return Check("cache", True, f"{url} (writable)")
+
+
 def cache_root(catalog: Catalog) -> list[Check]:
-    """The catalog's cache root can be written (a local folder), or is a URL (not checked here)."""
+    """The catalog's cache root can be written: a local folder, or an fsspec URL probed with one object."""
     if "://" in catalog.cache:
-        return [Check("cache", True, f"{catalog.cache} (a URL: not checked)", required=False)]
+        return [_url_root(catalog.cache)]
     root = Path(catalog.cache)
     probe = root / f".doctor-{uuid.uuid4().hex}"
     try:

@@ -39,6 +39,16 @@ def test_relative_paths_resolve_against_the_catalog(tmp_path: Path) -> None:
     assert load_catalog(path, cache="s3://bucket/x").cache == "s3://bucket/x"
 
 
+@pytest.mark.parametrize("url", ["s3://AKIAXYZ:hunter2secret@bucket/c", "https://user:hunter2secret@host/c"])
+def test_a_cache_url_with_credentials_is_refused_without_echoing_them(tmp_path: Path, url: str) -> None:
+    """The cache URL is printed after every stage, so credentials in it would land in every log."""
+    path = write(tmp_path, {"cache": url, "datasets": {}})
+    for how in ({}, {"cache": url}):
+        with pytest.raises(CatalogError, match="carries credentials") as exc:
+            load_catalog(path, **how)
+        assert "hunter2secret" not in str(exc.value) and "AWS_ACCESS_KEY_ID" in str(exc.value)
+
+
 @pytest.mark.parametrize(("data", "needle"), [
     ({"cache": "c", "datasets": {}, "extra": 1}, "'extra'"),
     ({"cache": "c", "datasets": {"a": {"format": "mvtec3d", "root": "r", "colour": 1}}},
