@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export OMP_NUM_THREADS := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: test demo lint bench-smoke system clean-cache
+.PHONY: test demo lint bench-smoke system browser clean-cache
 
 # `import open3d` needs libusb (ENVIRONMENT.md); a fresh machine lacks it.
 system:
@@ -15,6 +15,14 @@ system:
 		echo "installing libusb-1.0-0 (needed by open3d)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libusb-1.0-0 >/dev/null; \
+	fi
+
+# Debian's Chromium, for the browser test of report.html (playwright drives it; it downloads no browser).
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "installing chromium (for the report.html browser test)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	fi
 
 # torch and torchvision are pinned together and installed first: torch 2.13.0 has no working

@@ -22,7 +22,7 @@ from pointad_pipe.pipeline.errors import (
 FLAGS = {"device": "--device", "dtype": "--dtype", "layers": "--layers", "batch_size": "--batch-size",
          "weights": "--weights", "losses": "--loss", "prompts": "--prompts", "train_classes": "--train-class",
          "classes": "--classes", "protocol": "--protocol", "backend": "--backend", "model": "--model",
-         "checkpoint": "--checkpoint", "workers": "--workers"}
+         "checkpoint": "--checkpoint", "workers": "--workers", "errors": "--errors", "montage_samples": "--montage"}
 #: evaluate's modality is set by a flag without a value
 MODALITY_FLAGS = {"fused": "--rgb", "rgb": "--rgb-only"}
 

@@ -28,7 +28,8 @@ def evaluate(
     dataset: DatasetOpt,
     checkpoint: CheckpointOpt,
     out: Annotated[Path, typer.Option(
-        help="Run folder: scores.zarr, metrics.json/.csv, report.md, figures/, clouds/<class>/<id>.ply.")],
+        help="Run folder: scores.zarr, metrics.json/.csv, report.md, report.html (open it in a browser), figures/, "
+        "clouds/<class>/<id>.ply.")],
     catalog: CatalogOpt = DEFAULT_CATALOG,
     cache: CacheOpt = None,
     protocol: Annotated[str, typer.Option(
@@ -42,6 +43,9 @@ def evaluate(
     rgb_only: Annotated[bool, typer.Option("--rgb-only", help="Score from the RGB image alone (an ablation).")] = False,
     ply: Annotated[bool, typer.Option(help="Write every scored cloud as .ply under clouds/.")] = True,
     montage: Annotated[int, typer.Option(help="Samples per class in the report's montage.")] = 4,
+    errors: Annotated[int, typer.Option(
+        help="report.html's error analysis: this many top false positives and missed defects per class, "
+        "each with its views (0: none).")] = 3,
     weights: CacheWeightsOpt = None,
     train_class: Annotated[list[str] | None, typer.Option(
         "--train-class", help="For an authors'-format checkpoint (.pth, no sidecar): the class(es) it was trained "
@@ -59,12 +63,13 @@ def evaluate(
         cat = load(catalog, cache)
         opts = EvalOptions(protocol=protocol, classes=classes, weights=weights,
                            modality="rgb" if rgb_only else "fused" if rgb else "point", write_ply=ply,
-                           montage_samples=montage, train_classes=tuple(train_class or ()))
+                           montage_samples=montage, errors=errors, train_classes=tuple(train_class or ()))
         report = run_eval(cat, cat.dataset(dataset), checkpoint, out, opts)
         print_table(report)
         for cls, info in report["skipped"].items():
             typer.echo(f"not scored: {cls}: {info['why']}", err=True)
         typer.echo(f"report: {out / 'report.md'}")
+        typer.echo(f"report.html: {out / 'report.html'} (opens from disk in a browser)")
         return 1 if strict and report["skipped"] else 0
 
     guarded(body)
@@ -86,7 +91,8 @@ def predict(
     checkpoint: Annotated[Path, typer.Option(
         help="A prompts .pt written by `train` (its .json sidecar beside it), or an official PointAD checkpoint "
         "(the authors' {\"prompt_learner\": ...} .pth, no sidecar); the format is read from the file.")],
-    out: Annotated[Path, typer.Option(help="Folder for <name>.ply, <name>_views.png and <name>.json per file.")],
+    out: Annotated[Path, typer.Option(
+        help="Folder for <name>.ply, <name>_views.png, <name>.html (the cloud in 3D) and <name>.json per file.")],
     rgb: Annotated[list[Path] | None, typer.Option(
         "--rgb", help="The registered RGB image of a .tiff, fused into its scores; repeat once per FILE, in order.")]
     = None,
@@ -98,6 +104,9 @@ def predict(
         "tiny; its text width must be the checkpoint's. Ours name their model in the sidecar (another is refused).")]
     = None,
     device: DeviceOpt = "auto",
+    page: Annotated[bool, typer.Option(
+        "--html/--no-html", help="Write <name>.html, the cloud in 3D with its views (about 5 MB each: it carries "
+        "its own plotly.js).")] = True,
 ) -> None:
     """Score your own files with a trained checkpoint: clean, render, encode and score in memory (no catalog).
 
@@ -135,7 +144,7 @@ def predict(
             tqdm.write(typer.style(msg, fg=typer.colors.RED) if sys.stderr.isatty() else msg, file=sys.stderr)
             tick()
 
-        failures = predict_files(files, checkpoint, out, rgb, weights, device, scored, failed, model)
+        failures = predict_files(files, checkpoint, out, rgb, weights, device, scored, failed, model, html=page)
         for bar in bars:
             bar.close()
         if failures:
@@ -174,6 +183,7 @@ def demo(
                                    workers=workers, device=device), log=console_log)
         print_table(res["metrics"])
         typer.echo(f"report: {res['report']}")
+        typer.echo(f"report.html: {res['report_html']} (open it in a browser; it needs no network)")
         typer.echo(f"catalog: {folder / 'catalog.yaml'}  (use --catalog with the other commands)")
         if res["model"] == "tiny":
             typer.echo("note: random-init `tiny` features measure the pipeline, not CLIP's zero-shot transfer; "

@@ -27,6 +27,7 @@ import numpy as np
 from ..cache import locks
 from ..catalog import Catalog, DatasetEntry
 from ..errors import OptionError
+from ..outputs.html_report import benchmark_page, write_page
 from ..outputs.names import safe_name
 from ..outputs.tables import write_benchmark
 from ..stages.train import TrainConfig
@@ -137,7 +138,8 @@ def _benchmark(catalog: Catalog, entry: DatasetEntry, train_classes: list[str], 
             reused[cls] = False
             runs[cls] = evaluate(catalog, entry, ckpt, eval_dir, eval_opts)
     table = aggregate(runs)
-    write_benchmark(out, table, {"dataset": entry.name, "seed": cfg.seed, "epochs": cfg.epochs,
-                                 "modality": opts.modality, "split": split},
-                    {c: f"eval_{safe_name(c)}/report.md" for c in table["train_classes"]})
+    header = {"dataset": entry.name, "seed": cfg.seed, "epochs": cfg.epochs, "modality": opts.modality, "split": split}
+    write_page(out / "benchmark.html", benchmark_page(table, header, {c: f"eval_{safe_name(c)}/report.html"
+                                                                     for c in table["train_classes"]}))
+    write_benchmark(out, table, header, {c: f"eval_{safe_name(c)}/report.md" for c in table["train_classes"]})
     return {**table, "reused": reused}

@@ -2,7 +2,7 @@
 
 Steps: write a self-contained catalog in the demo folder, generate the synthetic MVTec-layout data,
 clean -> render -> encode it (`tiny`, or ViT-L-14-336 when weights are given), train prompts on one
-class, evaluate one-vs-rest on the others, and print the table and the report's path. Every step
+class, evaluate one-vs-rest on the others, and print the table and the reports' paths. Every step
 reuses what a previous run finished (the cache skips done rows, `benchmark` reuses a finished
 checkpoint and evaluation), so a second run only checks and prints.
 """
@@ -47,7 +47,7 @@ def demo_catalog(folder: Path, seed: int) -> Path:
 
 
 def run_demo(opts: DemoOptions, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run (or reuse) every step; return {"report": path, "metrics": evaluate's report, "reused": bool}."""
+    """Run (or reuse) every step; return {"report", "report_html": paths, "metrics": evaluate's report, "reused"}."""
     from ..cache.runner import RunOptions
     from ..catalog import load_catalog
     from ..outputs.names import safe_name
@@ -78,5 +78,6 @@ def run_demo(opts: DemoOptions, log: Callable[[str], None] | None = None) -> dic
                        EvalOptions(weights=opts.weights, progress=True), device, "test", log)
     reused &= result["reused"][opts.train_class]
     run = opts.folder / "runs" / f"eval_{safe_name(opts.train_class)}"
-    return {"report": run / "report.md", "metrics": json.loads((run / "metrics.json").read_text()),
+    return {"report": run / "report.md", "report_html": run / "report.html",
+            "metrics": json.loads((run / "metrics.json").read_text()),
             "reused": reused, "model": model}

@@ -4,7 +4,8 @@ Protocols: `one-vs-rest` scores every class of the training dataset except the t
 `cross-dataset` scores every class of another dataset encoded by the same model and weights.
 Each class is scored, written and measured before the next is read, so memory holds one class's
 maps at most. Run folder: `scores.zarr` (`cache.scores`), `metrics.json`/`.csv` (`outputs.tables`),
-`report.md` and `figures/` (`outputs.report`), `clouds/<class>/<id>.ply` (`outputs.scored_cloud`).
+`report.md` and `figures/` (`outputs.report`), `report.html` (`outputs.html_report`, gathered by
+`jobs.report_page`), `clouds/<class>/<id>.ply` (`outputs.scored_cloud`).
 `metrics.json` is written last: a run folder without it is an interrupted run.
 """
 
@@ -26,7 +27,9 @@ from ..cache.scores import ScoresStore
 from ..cache.view import View
 from ..catalog import Catalog, DatasetEntry
 from ..errors import CacheMissing, OptionError, PointadError
+from ..outputs.html_report import ClassPage, evaluation_page, write_page
 from ..outputs.names import safe_name
+from ..outputs.page_data import ERROR_CASES, PageCloud, page_cloud
 from ..outputs.report import MontageSample, class_montage, markdown_report, roc_png
 from ..outputs.scored_cloud import write_scored_ply
 from ..outputs.tables import write_metrics
@@ -34,6 +37,7 @@ from ..stages.geometry import median_spacing
 from ..stages.weights import file_sha256
 from .checkpoint import Checkpoint, load_checkpoint, text_features
 from .identity import encode_groups, open_view
+from .report_page import class_page
 from .train import check_model
 
 PROTOCOLS = ("one-vs-rest", "cross-dataset")
@@ -55,6 +59,7 @@ class EvalOptions:
     modality: str = "point"  # point | fused (RGB fusion) | rgb (RGB alone), METHOD.md §8
     write_ply: bool = True
     montage_samples: int = 4
+    errors: int = ERROR_CASES  # false positives and missed defects per class in report.html, each
     progress: bool = True
     train_classes: tuple[str, ...] = ()  # an official checkpoint's training classes (its file does not say)
 
@@ -115,6 +120,7 @@ class ClassMaps:
     grids: np.ndarray | None = None  # (n, H, W) float32 whole smoothed grids, filled in place
     gts: np.ndarray | None = None  # (n, H, W) uint8
     valids: np.ndarray | None = None  # (n, H, W) bool: the object's cells
+    clouds: list[PageCloud] = field(default_factory=list)  # thinned for report.html's 3D view
 
     def metrics(self, organized: bool) -> dict[str, float]:
         """METHOD.md §9 on this class: whole-grid metrics and their `object` companions, or the Real3D protocol."""
@@ -185,7 +191,7 @@ class Run:
         return self.grid_shape is not None
 
 
-def _score_row(run: Run, r: int, cls_text: Any) -> tuple[np.ndarray, float, Any]:
+def _score_row(run: Run, r: int, cls_text: Any) -> tuple[np.ndarray, float, Any, PageCloud]:
     """One row's final point map and global score (and, organized, its whole-grid maps), stored in scores.zarr."""
     row = run.samples.scoring(r, run.organized, with_rgb=run.opts.modality != "point")
     scored = score_cloud_maps(row.patch, row.glob, row.pt2pix, cls_text, run.samples.grid, run.samples.size,
@@ -200,11 +206,13 @@ def _score_row(run: Run, r: int, cls_text: Any) -> tuple[np.ndarray, float, Any]
     if run.opts.write_ply:
         cls = run.meta.classes[r]
         write_scored_ply(run.out / "clouds" / cls / f"{safe_name(run.meta.ids[r])}.ply", row.xyz, amap, vmax=1.0)
-    return amap.astype(np.float32), g, (row.y, grids)
+    cloud = page_cloud(run.meta.ids[r], int(run.meta.labels[r]), g, row.xyz, amap, row.y)
+    return amap.astype(np.float32), g, (row.y, grids), cloud
 
 
-def score_class(run: Run, cls: str, rows: list[int], tick: Callable[[], None]) -> tuple[dict[str, float], dict]:
-    """Score one class's rows; return its metrics and its figures' relative paths."""
+def score_class(run: Run, cls: str, rows: list[int],
+                tick: Callable[[], None]) -> tuple[dict[str, float], dict, ClassPage]:
+    """Score one class's rows; return its metrics, its figures' relative paths and its part of report.html."""
     acc = ClassMaps()
     if run.organized:
         acc.grids = np.zeros((len(rows), *run.grid_shape), np.float32)
@@ -212,7 +220,8 @@ def score_class(run: Run, cls: str, rows: list[int], tick: Callable[[], None]) -
         acc.valids = np.zeros((len(rows), *run.grid_shape), bool)
     cls_text = run.text[run.prompt_classes.index(cls)] if run.prompt_classes else run.text
     for i, r in enumerate(rows):
-        amap, g, (y, grids) = _score_row(run, r, cls_text)
+        amap, g, (y, grids), cloud = _score_row(run, r, cls_text)
+        acc.clouds.append(cloud)
         acc.rows.append(r)
         acc.globals_.append(g)
         acc.labels.append(int(run.meta.labels[r]))
@@ -221,7 +230,7 @@ def score_class(run: Run, cls: str, rows: list[int], tick: Callable[[], None]) -
         if grids is not None:
             acc.grids[i], acc.gts[i], acc.valids[i] = grids
         tick()
-    return acc.metrics(run.organized), _class_figures(run, cls, acc, cls_text)
+    return acc.metrics(run.organized), _class_figures(run, cls, acc, cls_text), class_page(run, cls, acc, cls_text)
 
 
 def _class_figures(run: Run, cls: str, acc: ClassMaps, cls_text: Any) -> dict[str, str]:
@@ -255,6 +264,9 @@ def _open_run(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path
     """Check the checkpoint against the cache, pick the classes and rows, start scores.zarr."""
     if opts.modality not in MODALITIES:
         raise OptionError("modality", opts.modality, f"expected one of {MODALITIES}")
+    if opts.errors < 0 or opts.montage_samples < 0:
+        bad = ("errors", opts.errors) if opts.errors < 0 else ("montage_samples", opts.montage_samples)
+        raise OptionError(*bad, "must be 0 or more")
     ckpt = load_checkpoint(checkpoint)
     if ckpt.official:  # the authors' .pth: model, weights, scored layer and encode group come from the cache
         ckpt = ckpt.for_encode([g.attrs for g in encode_groups(catalog.cache, entry)], opts.train_classes)
@@ -279,7 +291,7 @@ def _open_run(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path
     organized = bool(clean.attrs.get("organized")) and clean.attrs.get("grid_shape") is not None
     shape = tuple(clean.attrs["grid_shape"]) if organized else None
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("metrics.json", "report.md"):
+    for stale in ("metrics.json", "report.md", "report.html"):
         (out / stale).unlink(missing_ok=True)
     scores = ScoresStore(out / "scores.zarr", meta, shape, {
         "checkpoint": str(checkpoint), "encode_fingerprint": enc.attrs["fingerprint"], "protocol": opts.protocol,
@@ -302,12 +314,14 @@ def _evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path
     figures: dict[str, dict[str, str]] = {}
     bar = progress(len(rows), "evaluate", "sample", enabled=opts.progress)
     skipped: dict[str, dict[str, Any]] = {}
+    pages: list[ClassPage] = []
     for cls in chosen:
         mine = [r for r in rows if run.meta.classes[r] == cls]
         if not mine:  # nothing to score never sinks the other classes
             skipped[cls] = {"scored": 0, "why": unscored_reason(run.view, cls)}
             continue
-        results[cls], figures[cls] = score_class(run, cls, mine, lambda: bar.update(1))
+        results[cls], figures[cls], class_view = score_class(run, cls, mine, lambda: bar.update(1))
+        pages.append(class_view)
     bar.close()
     keys = sorted({k for v in results.values() for k in v})
     mean = {k: float(np.nanmean([results[c].get(k, np.nan) for c in results])) for k in keys}
@@ -323,5 +337,6 @@ def _evaluate(catalog: Catalog, entry: DatasetEntry, checkpoint: Path, out: Path
     notes = [TINY_NOTE] if side["model"] == "tiny" else []
     notes += [f"Class {cls} was not scored: {info['why']}." for cls, info in skipped.items()]
     markdown_report(out, report, figures, notes)
+    write_page(out / "report.html", evaluation_page(report, pages, notes))
     write_metrics(out, report)
     return report

@@ -8,8 +8,8 @@ is seen as the training samples were; the clean config is the training one for a
 `.tiff` when the checkpoint was trained on organized data, and the `files` defaults otherwise. An
 official PointAD checkpoint has no sidecar: it is scored with the default settings on the last
 block of the model the caller names (`OFFICIAL_MODEL` by default). Outputs per file: `<name>.ply`
-(the score as a scalar field), `<name>_views.png` (the views and their score maps), `<name>.json`
-(global score and where it came from).
+(the score as a scalar field), `<name>_views.png` (the views and their score maps), `<name>.html`
+(the cloud in 3D, the views; self-contained), `<name>.json` (global score and where it came from).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from ..loaders.base import LABEL_UNKNOWN, Sample, SampleRef
 from ..loaders.files import SUFFIXES, FilesLoader
 from ..loaders.mvtec3d import organized_sample, read_rgb, read_xyz
 from ..outputs.atomic import write_text
+from ..outputs.html_report import prediction_page, write_page
 from ..outputs.names import safe_name
+from ..outputs.page_data import page_cloud
 from ..outputs.report import MontageSample, class_montage
 from ..outputs.scored_cloud import write_scored_ply
 from ..stages.clean import FORMAT_DEFAULTS, CleanConfig, clean_sample
@@ -207,8 +209,12 @@ def output_names(files: list[Path]) -> list[str]:
     return out
 
 
-def write_prediction(pred: Prediction, out: Path, info: dict[str, Any], name: str | None = None) -> dict[str, Any]:
-    """`<name>.ply`, `<name>_views.png`, `<name>.json` in `out` (name: the file's stem by default); the record."""
+def write_prediction(pred: Prediction, out: Path, info: dict[str, Any], name: str | None = None,
+                     html: bool = True) -> dict[str, Any]:
+    """`<name>.ply`, `<name>_views.png`, `<name>.html`, `<name>.json` in `out` (name: the file's stem by default).
+
+    Returns the record (`<name>.json`'s content).
+    """
     name = name or safe_name(pred.source.stem)
     write_scored_ply(out / f"{name}.ply", pred.xyz, pred.score, vmax=1.0)
     class_montage(out / f"{name}_views.png", name, [MontageSample(
@@ -216,7 +222,11 @@ def write_prediction(pred: Prediction, out: Path, info: dict[str, Any], name: st
         np.zeros(pred.view_maps.shape, np.uint8))], vmax=1.0)
     record = {"file": str(pred.source), "global_score": pred.global_score, "points": len(pred.xyz),
               "input_points": pred.input_points, "sampled_to": len(pred.xyz) if pred.sampled else None,
-              "max_point_score": float(pred.score.max()), "ply": f"{name}.ply", "views": f"{name}_views.png", **info}
+              "max_point_score": float(pred.score.max()), "ply": f"{name}.ply", "views": f"{name}_views.png",
+              "html": f"{name}.html" if html else None, **info}
+    if html:
+        cloud = page_cloud(pred.source.name, -1, pred.global_score, pred.xyz, pred.score, np.zeros(len(pred.score)))
+        write_page(out / f"{name}.html", prediction_page(name, record, cloud, (out / f"{name}_views.png").read_bytes()))
     write_text(out / f"{name}.json", json.dumps(record, indent=1))
     return record
 
@@ -224,11 +234,12 @@ def write_prediction(pred: Prediction, out: Path, info: dict[str, Any], name: st
 def predict_files(files: list[Path], checkpoint: Path, out: Path, rgb: list[Path] | None = None,
                   weights: str | None = None, device: str = "auto",
                   on_scored: Callable[[Path, dict[str, Any]], None] | None = None,
-                  on_failed: Callable[[Path, Exception], None] | None = None, model: str | None = None) -> list[Path]:
+                  on_failed: Callable[[Path, Exception], None] | None = None, model: str | None = None,
+                  html: bool = True) -> list[Path]:
     """The predict command: load the model once, score and write each file; return the files that failed.
 
     A file that cannot be read or scored fails alone (`on_failed`); the others are still scored.
-    `model`: an official checkpoint's CLIP (`Predictor`).
+    `model`: an official checkpoint's CLIP (`Predictor`); `html`: write each file's page too.
     """
     from ..stages.encode import resolve_device
 
@@ -240,7 +251,7 @@ def predict_files(files: list[Path], checkpoint: Path, out: Path, rgb: list[Path
     names = output_names(files)
     for i, path in enumerate(files):
         try:
-            record = write_prediction(predictor.predict(path, rgb[i] if rgb else None), out, info, names[i])
+            record = write_prediction(predictor.predict(path, rgb[i] if rgb else None), out, info, names[i], html)
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
             failures.append(path)
             if on_failed is not None:

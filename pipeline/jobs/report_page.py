@@ -1,0 +1,49 @@
+"""Gather what `report.html` shows of an evaluate run: per class its curves, error cases and clouds.
+
+The numbers are the ones the run already holds (the class's global scores, point scores and labels,
+as written to `scores.zarr`); only the error cases' views are read again from the cache, to draw them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...model.inference import view_maps
+from ..outputs.html_report import ClassPage
+from ..outputs.names import safe_name
+from ..outputs.page_data import error_cases, pick_clouds, roc_points
+from ..outputs.report import MontageSample, class_montage
+
+if TYPE_CHECKING:
+    from .evaluate import ClassMaps, Run
+
+
+def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels).astype(int).ravel()
+    return float(roc_auc_score(labels, np.asarray(scores, np.float64).ravel())) if np.unique(labels).size > 1 \
+        else float("nan")
+
+
+def class_page(run: Run, cls: str, acc: ClassMaps, cls_text: Any) -> ClassPage:
+    """One class's section: ROC (image and point level), histogram data, error cases with their views, clouds."""
+    labels, scores = np.array(acc.labels), np.array(acc.globals_, np.float64)
+    points_y, points_s = np.concatenate(acc.point_labels), np.concatenate(acc.scores)
+    ids = [run.meta.ids[r] for r in acc.rows]
+    errors = error_cases(ids, labels, scores, run.opts.errors)
+    for i, case in enumerate(errors):
+        r = acc.rows[ids.index(case.sample_id)]
+        m = run.samples.montage(r)
+        path = run.out / "figures" / f"{safe_name(cls)}_error_{i + 1}.png"
+        class_montage(path, f"{cls}: {case.kind}", [MontageSample(
+            case.sample_id, int(run.meta.labels[r]), case.global_score, m.images,
+            view_maps(m.patch, cls_text, run.samples.grid, run.samples.size), m.mask)])
+        errors[i] = dataclasses.replace(case, figure=path.read_bytes())
+    return ClassPage(cls, ids, labels, scores,
+                     roc={"image": roc_points(labels, scores), "point": roc_points(points_y, points_s)},
+                     auroc={"image": _auroc(labels, scores), "point": _auroc(points_y, points_s)},
+                     errors=errors, clouds=pick_clouds(acc.clouds, errors))
