@@ -31,7 +31,8 @@ def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def class_page(run: Run, cls: str, acc: ClassMaps, cls_text: Any) -> ClassPage:
     """One class's section: ROC (image and point level), histogram data, error cases with their views, clouds."""
-    labels, scores = np.array(acc.labels), np.array(acc.globals_, np.float64)
+    # global scores as scores.zarr holds them (float32), so that the page and the file agree to the last digit
+    labels, scores = np.array(acc.labels), np.array(acc.globals_, np.float32).astype(np.float64)
     points_y, points_s = np.concatenate(acc.point_labels), np.concatenate(acc.scores)
     ids = [run.meta.ids[r] for r in acc.rows]
     errors = error_cases(ids, labels, scores, run.opts.errors)

@@ -64,7 +64,8 @@ def page_cloud(sample_id: str, label: int, global_score: float, xyz: np.ndarray,
                gt: np.ndarray, cap: int = POINTS_PER_CLOUD) -> PageCloud:
     """A scored cloud thinned for the page (`page_points`)."""
     idx = page_points(gt, cap)
-    return PageCloud(sample_id, int(label), float(global_score), int(len(score)), idx,
+    # float32, as scores.zarr stores it: the page shows the file's number, not a closer one
+    return PageCloud(sample_id, int(label), float(np.float32(global_score)), int(len(score)), idx,
                      np.asarray(xyz, np.float32)[idx], np.asarray(score, np.float32)[idx],
                      (np.asarray(gt).ravel()[idx] > 0).astype(np.uint8))
 
