@@ -45,6 +45,6 @@ def class_page(run: Run, cls: str, acc: ClassMaps, cls_text: Any) -> ClassPage:
             view_maps(m.patch, cls_text, run.samples.grid, run.samples.size), m.mask)])
         errors[i] = dataclasses.replace(case, figure=path.read_bytes())
     return ClassPage(cls, ids, labels, scores,
-                     roc={"image": roc_points(labels, scores), "point": roc_points(points_y, points_s)},
-                     auroc={"image": _auroc(labels, scores), "point": _auroc(points_y, points_s)},
+                     roc={"sample": roc_points(labels, scores), "point": roc_points(points_y, points_s)},
+                     auroc={"sample": _auroc(labels, scores), "point": _auroc(points_y, points_s)},
                      errors=errors, clouds=pick_clouds(acc.clouds, errors))

@@ -177,7 +177,7 @@ def _clouds_json(pages: list[ClassPage]) -> str:
         classes[p.name] = {"vmax": top if top > 0 else 1.0, "clouds": [
             {"id": c.sample_id, "label": c.label, "global_score": c.global_score, "n_points": c.n_points,
              "shown": int(c.index.size), "gt_points": int(c.gt.sum()), "index": packed(c.index, "i4"),
-             "xyz": packed(c.xyz, "f4"), "score": packed(c.score, "f4"), "gt": packed(c.gt, "u1")}
+             "pos": packed(c.xyz, "f4"), "score": packed(c.score, "f4"), "gt": packed(c.gt, "u1")}
             for c in p.clouds]}
     # `</` would end the <script> early; JSON allows `<\/`
     return json.dumps({"classes": classes}, separators=(",", ":")).replace("</", "<\\/")

@@ -72,6 +72,9 @@ def test_readme_walk_through_runs_as_written(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "all stages reused" not in proc.stdout  # a fresh folder: the first demo runs everything
     assert (tmp_path / "demo" / "runs" / "eval_ball" / "report.md").is_file()
+    assert "report.html: demo/runs/eval_ball/report.html" in proc.stdout  # the demo says where its page is
+    assert (tmp_path / "demo" / "runs" / "benchmark.html").is_file()
+    assert list((tmp_path / "demo" / "predict").glob("*.html"))
     assert (tmp_path / "demo" / "runs" / "eval_ball_rgb" / "metrics.json").is_file()
     assert list((tmp_path / "demo" / "predict").glob("*.ply"))
     assert "contract holds" in proc.stdout

@@ -69,6 +69,7 @@ ALLOWED = {
     ("pointad_pipe.pipeline.jobs.predict", "points"): "predict's JSON record: the number of scored points",
     ("pointad_pipe.pipeline.jobs.evaluate", "image"): "the image-level ROC curve's name in the figure",
     ("pointad_pipe.cli.score_commands", "done"): "a word in the demo's closing line",
+    ("pointad_pipe.pipeline.outputs.html_report", "points"): "predict's JSON record key, shown on its page",
 }
 
 

@@ -126,7 +126,7 @@ def _page(report: dict) -> tuple[str, PageCloud]:
     gt = (np.arange(500) % 50 == 0).astype(np.uint8)
     cloud = page_cloud("box/test/dent/000", 1, 0.42, xyz, score, gt, cap=100)
     cls = ClassPage("box", ["box/test/dent/000", "box/test/good/000"], np.array([1, 0]), np.array([0.42, 0.3]),
-                    roc={"image": roc_points(np.array([1, 0]), np.array([0.42, 0.3]))}, auroc={"image": 1.0},
+                    roc={"sample": roc_points(np.array([1, 0]), np.array([0.42, 0.3]))}, auroc={"sample": 1.0},
                     errors=error_cases(["box/test/dent/000", "box/test/good/000"], np.array([1, 0]),
                                        np.array([0.42, 0.3])), clouds=[cloud])
     return evaluation_page(report, [cls], ["a note </script> with a tag"]), cloud
@@ -145,7 +145,7 @@ def test_the_page_table_is_the_report_and_its_clouds_decode_to_the_scores() -> N
     (item,) = clouds_of(page)["classes"]["box"]["clouds"]
     np.testing.assert_array_equal(unpacked(item["score"]), cloud.score)
     np.testing.assert_array_equal(unpacked(item["index"]), cloud.index)
-    np.testing.assert_array_equal(unpacked(item["xyz"]).reshape(-1, 3), cloud.xyz)
+    np.testing.assert_array_equal(unpacked(item["pos"]).reshape(-1, 3), cloud.xyz)
     assert item["gt_points"] == 10 and item["shown"] == 110 and item["n_points"] == 500
     assert "https://" not in page.split("<script>")[0] and '<script src=' not in page  # nothing fetched
     assert "a note &lt;/script&gt; with a tag" in page  # escaped: it cannot end a script or add one

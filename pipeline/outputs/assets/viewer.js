@@ -18,7 +18,7 @@
   }
 
   function traces(cloud, vmax, showGt) {
-    var xyz = decode(cloud.xyz), score = decode(cloud.score), gt = decode(cloud.gt);
+    var xyz = decode(cloud.pos), score = decode(cloud.score), gt = decode(cloud.gt);
     var x = column(xyz, 0), y = column(xyz, 1), z = column(xyz, 2);
     var gx = [], gy = [], gz = [];
     for (var i = 0; i < gt.length; i++) if (gt[i]) { gx.push(x[i]); gy.push(y[i]); gz.push(z[i]); }
