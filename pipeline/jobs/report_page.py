@@ -15,7 +15,7 @@ from ...model.inference import view_maps
 from ..outputs.html_report import ClassPage
 from ..outputs.names import safe_name
 from ..outputs.page_data import error_cases, pick_clouds, roc_points
-from ..outputs.report import MontageSample, class_montage
+from ..outputs.report import MontageSample, view_strip
 
 if TYPE_CHECKING:
     from .evaluate import ClassMaps, Run
@@ -40,9 +40,8 @@ def class_page(run: Run, cls: str, acc: ClassMaps, cls_text: Any) -> ClassPage:
         r = acc.rows[ids.index(case.sample_id)]
         m = run.samples.montage(r)
         path = run.out / "figures" / f"{safe_name(cls)}_error_{i + 1}.png"
-        class_montage(path, f"{cls}: {case.kind}", [MontageSample(
-            case.sample_id, int(run.meta.labels[r]), case.global_score, m.images,
-            view_maps(m.patch, cls_text, run.samples.grid, run.samples.size), m.mask)])
+        view_strip(path, MontageSample(case.sample_id, int(run.meta.labels[r]), case.global_score, m.images,
+                                       view_maps(m.patch, cls_text, run.samples.grid, run.samples.size), m.mask))
         errors[i] = dataclasses.replace(case, figure=path.read_bytes())
     return ClassPage(cls, ids, labels, scores,
                      roc={"sample": roc_points(labels, scores), "point": roc_points(points_y, points_s)},

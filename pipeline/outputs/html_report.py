@@ -226,7 +226,8 @@ def evaluation_page(report: dict[str, Any], pages: list[ClassPage], notes: list[
         body += [f'<h2 id="class-{html.escape(p.name)}">{html.escape(p.name)}</h2>',
                  f'<div class="row">{_figure(roc_figure(p), f"roc-{p.name}")}'
                  f'{_figure(histogram_figure(p, threshold), f"hist-{p.name}")}</div>',
-                 "<h3>Error analysis</h3><p>Each: its views (top), score maps (middle), GT (bottom).</p>",
+                 "<h3>Error analysis</h3><p>Each: its views (top), score maps over them (middle, jet, 0 to the "
+                 "sample's highest score), GT in red (bottom).</p>",
                  _errors_html(p, threshold)]
     return page(f"PointAD evaluation: {report.get('dataset', '')}", "\n".join(body))
 

@@ -115,6 +115,39 @@ def class_montage(path: Path, cls: str, samples: list[MontageSample], vmax: floa
     return _save(fig, path, palette=True)
 
 
+def view_strip(path: Path, sample: MontageSample, vmax: float | None = None, gap: int = 2) -> Path:
+    """One sample's views as a PNG: renderings, score heat maps over them, GT tinted red; one column per view.
+
+    Composed with numpy and PIL, not a matplotlib figure: about 20x quicker than `class_montage`,
+    which matters because report.html draws one per error case of every class. The heat maps share
+    one scale, 0..vmax (default: the sample's highest score).
+    """
+    from matplotlib import colormaps
+
+    scores = np.nan_to_num(np.asarray(sample.scores, np.float32))
+    top = float(scores.max(initial=0.0)) if vmax is None else vmax
+    h, w = sample.images.shape[1:3]
+    f = max(1.0, max(h, w) / CELL_PX)
+    size = (max(1, round(w / f)), max(1, round(h / f)))
+    jet = colormaps["jet"]
+    red = np.array([255, 0, 0], np.float32)
+    columns = []
+    for v in range(sample.images.shape[0]):
+        img = _shrink(np.ascontiguousarray(sample.images[v, ..., :3]).astype(np.uint8), size, "rgb").astype(np.float32)
+        heat = jet(np.clip(_shrink(scores[v], size, "float") / (top or 1.0), 0, 1))[..., :3] * 255
+        mask = _shrink(sample.gt[v], size, "mask")
+        tint = img.copy()
+        tint[mask] = 0.45 * tint[mask] + 0.55 * red
+        white = np.full((gap, size[0], 3), 255, np.float32)
+        columns.append(np.concatenate([img, white, 0.45 * img + 0.55 * heat, white, tint]))
+    sep = np.full((columns[0].shape[0], gap, 3), 255, np.float32)
+    strip = np.concatenate([c for col in columns for c in (col, sep)][:-1], axis=1)
+    with atomic_path(path, keep_suffix=True) as tmp:
+        img = Image.fromarray(np.clip(np.rint(strip), 0, 255).astype(np.uint8))  # 256 colours: about 1 byte/pixel
+        img.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(tmp, format="PNG")
+    return path
+
+
 def roc_label(name: str, y_true: np.ndarray, y_score: np.ndarray) -> str:
     """The legend text of one curve; separate from the plot so the AUROC it prints can be tested."""
     from sklearn.metrics import roc_auc_score
