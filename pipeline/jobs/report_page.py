@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...model.inference import view_maps
+from ...model.metrics import point_auroc  # roc_auc_score, NaN with one class only
 from ..outputs.html_report import ClassPage
 from ..outputs.names import safe_name
 from ..outputs.page_data import error_cases, pick_clouds, roc_points
@@ -19,14 +20,6 @@ from ..outputs.report import MontageSample, view_strip
 
 if TYPE_CHECKING:
     from .evaluate import ClassMaps, Run
-
-
-def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    labels = np.asarray(labels).astype(int).ravel()
-    return float(roc_auc_score(labels, np.asarray(scores, np.float64).ravel())) if np.unique(labels).size > 1 \
-        else float("nan")
 
 
 def class_page(run: Run, cls: str, acc: ClassMaps, cls_text: Any) -> ClassPage:
@@ -45,5 +38,5 @@ def class_page(run: Run, cls: str, acc: ClassMaps, cls_text: Any) -> ClassPage:
         errors[i] = dataclasses.replace(case, figure=path.read_bytes())
     return ClassPage(cls, ids, labels, scores,
                      roc={"sample": roc_points(labels, scores), "point": roc_points(points_y, points_s)},
-                     auroc={"sample": _auroc(labels, scores), "point": _auroc(points_y, points_s)},
+                     auroc={"sample": point_auroc(scores, labels), "point": point_auroc(points_s, points_y)},
                      errors=errors, clouds=pick_clouds(acc.clouds, errors))
