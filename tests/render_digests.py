@@ -25,8 +25,8 @@ from pointad_pipe.pipeline.stages.clean import clean_sample
 from pointad_pipe.pipeline.stages.render import Rendered, render_sample
 from pointad_pipe.pipeline.synthetic.generator import make_synthetic
 
-#: The maps that must not move; `image` is digested too, but only the maps are compared across versions.
-MAPS = ("xyz", "pix2pt", "pt2pix", "mask2d", "camera", "eps")
+#: What must not move while the render version stays: the cleaned points, every map and the image.
+MAPS = ("xyz", "pix2pt", "pt2pix", "mask2d", "camera", "eps", "image")
 #: A small slice of the synthetic set: both layouts, every shape, a good and a defective test sample each.
 SET = {"seed": 3, "n_train": 1, "n_test_good": 1, "n_test_per_defect": 1}
 SPLIT = "test"

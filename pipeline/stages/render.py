@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
+from pykdtree.kdtree import KDTree
 
 from ..config import check_numbers
 from ..renderers import get_backend, project
 from ..renderers.base import Backend, Camera
 from ..renderers.splat import splat_owners
-from .geometry import local_spacing, rotation, unique_rows
+from .geometry import knn, local_spacing, pca_normals, rotation, unique_rows
 
 VERSION = 1
 View = tuple[str, float]
@@ -138,22 +139,22 @@ def cameras(xyz: np.ndarray, cfg: RenderConfig) -> list[Camera]:
     return out
 
 
-def estimate_normals(uniq: np.ndarray, knn: int) -> np.ndarray:
-    """Unoriented unit normals of distinct points from their k nearest neighbours (Open3D)."""
-    import open3d as o3d
+def surface_normals(uniq: np.ndarray, tree: KDTree, which: np.ndarray, knn_count: int) -> np.ndarray:
+    """(len(which), 3) unoriented unit normals of the distinct points `which`, from their k nearest neighbours.
 
+    Only the points that own a pixel in some view are asked for (about half of them on a closed
+    shape): no other normal reaches an image.
+    """
     if len(uniq) < 3:
-        return np.tile([0.0, 0.0, 1.0], (len(uniq), 1))
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(uniq))
-    cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=min(knn, len(uniq))))
-    return np.asarray(cloud.normals)
+        return np.tile([0.0, 0.0, 1.0], (len(which), 1))
+    _, neighbours = knn(tree, uniq[which], min(knn_count, len(uniq)))
+    return pca_normals(uniq, neighbours)
 
 
 def shade(xyz: np.ndarray, normals: np.ndarray, cam: Camera, cfg: RenderConfig) -> np.ndarray:
-    """(n,) uint8 grey level of each point under a headlight (light at the camera)."""
-    p_cam = xyz @ cam.R.T + cam.t
-    to_cam = -p_cam / np.maximum(np.linalg.norm(p_cam, axis=1, keepdims=True), 1e-12)
-    lambert = np.abs(np.sum((normals @ cam.R.T) * to_cam, axis=1))
+    """(n,) uint8 grey level of each point under a headlight (light at the camera centre)."""
+    to_cam = -cam.R.T @ cam.t - xyz
+    lambert = np.abs(np.einsum("ij,ij->i", normals, to_cam)) / np.maximum(np.linalg.norm(to_cam, axis=1), 1e-12)
     level = cfg.grey * (cfg.ambient + (1 - cfg.ambient) * lambert)
     return np.clip(np.rint(255 * level), 0, 255).astype(np.uint8)
 
@@ -176,6 +177,26 @@ def paper_visibility(proj, height: int, width: int) -> np.ndarray:  # noqa: ANN0
     inside = np.flatnonzero(proj.centre >= 0)
     vis[inside] = own0[proj.centre[inside]] == inside
     return vis
+
+
+def shaded_views(uniq: np.ndarray, inverse: np.ndarray, tree: KDTree | None, pix2pt: np.ndarray,
+                 cams: list[Camera], cfg: RenderConfig) -> np.ndarray:
+    """(V, H*W, 3) uint8 images: white background, each owned pixel its owner's grey level in that view.
+
+    Normals are estimated once, for the distinct points that own a pixel in any view.
+    """
+    owned = inverse[pix2pt[pix2pt >= 0]]
+    lit = np.zeros(len(uniq), bool)
+    lit[owned] = True
+    which = np.flatnonzero(lit)
+    slot = np.zeros(len(uniq), np.int64)
+    slot[which] = np.arange(len(which))
+    normals = surface_normals(uniq, tree, which, cfg.normals_knn) if len(which) else np.zeros((0, 3))
+    grey = np.full(pix2pt.shape, 255, np.uint8)
+    for v, cam in enumerate(cams):
+        fg = pix2pt[v] >= 0
+        grey[v, fg] = shade(uniq[which], normals, cam, cfg)[slot[inverse[pix2pt[v, fg]]]]
+    return np.repeat(grey[..., None], 3, axis=-1)
 
 
 def rgb_registration(rgb_grid: np.ndarray, grid: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -209,15 +230,14 @@ def render_sample(xyz: np.ndarray, label: np.ndarray, cfg: RenderConfig, grid: n
     labels = np.asarray(label) > 0
     size = cfg.image_size
     uniq, inverse = unique_rows(xyz)
-    spacing, kth = local_spacing(uniq, cfg.splat_knn)
+    tree = KDTree(uniq) if len(uniq) else None
+    spacing, kth = local_spacing(uniq, cfg.splat_knn, tree)
     spacing = spacing or 1e-6
     splat_spacing = np.maximum(kth, spacing)
     eps = np.float32(cfg.eps_factor * np.median(splat_spacing))
     splat_world = cfg.splat_radius * splat_spacing[inverse]
-    normals = estimate_normals(uniq, cfg.normals_knn)[inverse]
     cams = cameras(xyz, cfg)
     v_count = len(cams)
-    image = np.full((v_count, size * size, 3), 255, np.uint8)
     mask2d = np.zeros((v_count, size * size), np.uint8)
     pix2pt = np.empty((v_count, size * size), np.int32)
     pt2pix = np.full((len(xyz), v_count), -1, np.int32)
@@ -228,7 +248,6 @@ def render_sample(xyz: np.ndarray, label: np.ndarray, cfg: RenderConfig, grid: n
         owners = backend.owners(xyz, cam, proj, radius)
         pix2pt[v] = owners
         fg = owners >= 0
-        image[v, fg] = shade(xyz, normals, cam, cfg)[owners[fg]][:, None]
         mask2d[v, fg] = labels[owners[fg]]
         if cfg.visibility == "surface":
             vis = visibility(proj.centre, proj.depth, owners, float(eps))
@@ -236,7 +255,8 @@ def render_sample(xyz: np.ndarray, label: np.ndarray, cfg: RenderConfig, grid: n
             vis = paper_visibility(proj, size, size)
         pt2pix[vis, v] = proj.centre[vis]
     out = Rendered(
-        image=image.reshape(v_count, size, size, 3), mask2d=mask2d.reshape(v_count, size, size),
+        image=shaded_views(uniq, inverse, tree, pix2pt, cams, cfg).reshape(v_count, size, size, 3),
+        mask2d=mask2d.reshape(v_count, size, size),
         pix2pt=pix2pt.reshape(v_count, size, size), camera=np.stack([c.P for c in cams]).astype(np.float32),
         eps=eps, pt2pix=pt2pix)
     if rgb_grid is not None and grid is not None:
