@@ -1,7 +1,7 @@
 """Seconds per sample of the render stage's core, per backend, side by side in one process.
 
 A sample is the acceptance case of issue 3: 9 views (MVTec 3D-AD's list), 100k points, 336 x 336,
-every pass included (normals, spacing, ownership, shading, visibility). Backends are run in turn,
+every pass included (spacing, projection, ownership, visibility, shading: `PhaseClock`). Backends are run in turn,
 A B A B ..., so that drift of this shared machine hits them alike; the figure is the median.
 
     python bench/render.py [--points 100000] [--repeats 5] [--backends splat,open3d,pyrender] [--smoke]
@@ -23,7 +23,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from pointad_pipe.pipeline.renderers import get_backend  # noqa: E402
-from pointad_pipe.pipeline.stages.render import RenderConfig, render_sample  # noqa: E402
+from pointad_pipe.pipeline.stages.render import PhaseClock, RenderConfig, render_sample  # noqa: E402
 from pointad_pipe.pipeline.synthetic.shapes import sample_surface  # noqa: E402
 
 SMOKE = {"points": 5_000, "repeats": 1}
@@ -34,22 +34,6 @@ def cloud(n: int) -> tuple[np.ndarray, np.ndarray]:
     pts, _ = sample_surface("bagel", n, np.random.default_rng(0))
     labels = (np.linalg.norm(pts - pts[0], axis=1) < 0.01).astype(np.uint8)
     return pts.astype(np.float32), labels
-
-
-class Timed:
-    """Wraps a backend to add up the time of its own pass (`owners`), apart from the shared work."""
-
-    def __init__(self, backend) -> None:
-        self.backend, self.name, self.seconds = backend, backend.name, 0.0
-
-    def owners(self, *args):
-        t = time.perf_counter()
-        out = self.backend.owners(*args)
-        self.seconds += time.perf_counter() - t
-        return out
-
-    def close(self) -> None:
-        self.backend.close()
 
 
 def main() -> None:
@@ -66,30 +50,35 @@ def main() -> None:
     backends = {}
     for name in a.backends.split(","):
         try:
-            backends[name] = Timed(get_backend(name))
+            backends[name] = get_backend(name)
             render_sample(xyz, label, cfg, backend=backends[name])  # warm-up: imports, GL context
         except Exception as exc:  # an optional backend that is not installed here
             print(f"{name:>9}: skipped ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})")
             backends.pop(name, None)
     times: dict[str, list[float]] = {k: [] for k in backends}
-    passes: dict[str, list[float]] = {k: [] for k in backends}
+    phases: dict[str, list[dict[str, float]]] = {k: [] for k in backends}
     for _ in range(a.repeats):
         for name, backend in backends.items():
-            backend.seconds = 0.0
+            clock = PhaseClock()
             t = time.perf_counter()
-            render_sample(xyz, label, cfg, backend=backend)
+            render_sample(xyz, label, cfg, backend=backend, clock=clock)
             times[name].append(time.perf_counter() - t)
-            passes[name].append(backend.seconds)
-    print(f"render: {len(cfg.views)} views, {a.points} points, {cfg.image_size}^2, median of {a.repeats}")
-    print("whole sample = shared work (normals, spacing, shading, visibility) + the backend's ownership pass")
-    base, base_pass = (statistics.median(times["splat"]), statistics.median(passes["splat"])) \
-        if "splat" in times else (None, None)
+            phases[name].append(clock.seconds)
+    print(f"render: {len(cfg.views)} views, {a.points} points, {cfg.image_size}^2, median of {a.repeats}, "
+          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+    print("whole sample = shared work (spacing, projection, visibility, shading) + the backend's ownership pass")
+    median = {name: {p: statistics.median(run[p] for run in runs) for p in PhaseClock.PHASES}
+              for name, runs in phases.items()}
+    base = statistics.median(times["splat"]) if "splat" in times else None
     for name, ts in times.items():
-        med, own = statistics.median(ts), statistics.median(passes[name])
-        ratio = (f"  -> {med / base:.2f}x the splat sample, {own / base_pass:.2f}x its ownership pass"
-                 if base and name != "splat" else "")
+        med, own = statistics.median(ts), median[name]["ownership"]
+        ratio = (f"  -> {med / base:.2f}x the splat sample, "
+                 f"{own / median['splat']['ownership']:.2f}x its ownership pass" if base and name != "splat" else "")
         print(f"{name:>9}: {med:.3f} s/sample [min {min(ts):.3f}, max {max(ts):.3f}], "
               f"ownership pass {own:.3f} s{ratio}")
+    if "splat" in median:
+        split = ", ".join(f"{p} {median['splat'][p] * 1000:.0f} ms" for p in PhaseClock.PHASES)
+        print(f"    split of the splat sample: {split}")
 
 
 if __name__ == "__main__":

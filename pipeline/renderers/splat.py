@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..ordering import lex_order
 from .base import Camera, Projection
 
 
@@ -25,19 +26,6 @@ def disk_offsets(max_radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     keep = dist <= max_radius
     order = np.argsort(dist[keep], kind="stable")
     return dx[keep][order], dy[keep][order], dist[keep][order]
-
-
-def depth_order(depth: np.ndarray) -> np.ndarray:
-    """The stable argsort of `depth` (equal depths by index), by a quicksort where no two depths are equal.
-
-    A quicksort is about 2.5x faster than numpy's stable sort of float64, and with no ties the two
-    orders are the same; duplicated points, the only usual source of ties, take the stable sort.
-    """
-    order = np.argsort(depth)
-    sorted_depth = depth[order]
-    if (sorted_depth[1:] == sorted_depth[:-1]).any():
-        return np.argsort(depth, kind="stable")
-    return order
 
 
 def splat_owners(proj: Projection, radius_px: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -54,7 +42,7 @@ def splat_owners(proj: Projection, radius_px: np.ndarray, height: int, width: in
                           & (proj.iy >= -pad) & (proj.iy < height + pad))
     if len(live) == 0:
         return np.full(height * width, -1, np.int32)
-    by_depth = live[depth_order(proj.depth[live])]  # the z-buffer order: depth, then index
+    by_depth = live[lex_order(proj.depth[live])]  # the z-buffer order: depth, then index
     rank = np.empty(len(proj.depth), np.int64)
     rank[by_depth] = np.arange(len(by_depth))
     dx, dy, dist = disk_offsets(pad)

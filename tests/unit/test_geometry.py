@@ -7,7 +7,7 @@ import pytest
 from pykdtree.kdtree import KDTree
 from scipy.spatial import cKDTree
 
-from pointad_pipe.pipeline.renderers.splat import depth_order
+from pointad_pipe.pipeline.ordering import lex_order
 from pointad_pipe.pipeline.stages.geometry import knn, local_spacing, pca_normals, unique_rows
 
 
@@ -36,8 +36,14 @@ def test_unique_rows_is_numpys_unique(name: str) -> None:
     np.repeat(np.random.default_rng(2).random(700), 3),  # every depth three times
     np.r_[np.ones(10), np.arange(10.0)],
 ])
-def test_depth_order_is_the_stable_sort(depth: np.ndarray) -> None:
-    np.testing.assert_array_equal(depth_order(depth), np.argsort(depth, kind="stable"))
+def test_lex_order_of_one_key_is_the_stable_sort(depth: np.ndarray) -> None:
+    np.testing.assert_array_equal(lex_order(depth), np.argsort(depth, kind="stable"))
+
+
+@pytest.mark.parametrize("name", list(clouds()))
+def test_lex_order_of_three_keys_is_lexsort(name: str) -> None:
+    xyz = clouds()[name]
+    np.testing.assert_array_equal(lex_order(xyz[:, 0], xyz[:, 1], xyz[:, 2]), np.lexsort(xyz.T[::-1]))
 
 
 @pytest.mark.parametrize("name", ["scattered", "grid"])
