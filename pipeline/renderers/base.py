@@ -56,9 +56,18 @@ class Projection:
     iy: np.ndarray
 
 
-def project(xyz: np.ndarray, P: np.ndarray, height: int, width: int) -> Projection:  # noqa: N803
-    """Project points with the stored (float32) camera, in float64, by the convention above."""
-    hom = np.c_[np.asarray(xyz, np.float64), np.ones(len(xyz))] @ np.asarray(P, np.float64).T
+def homogeneous(xyz: np.ndarray) -> np.ndarray:
+    """(n, 4) float64 `[x, y, z, 1]` rows, which `project` multiplies by P."""
+    return np.c_[np.asarray(xyz, np.float64), np.ones(len(xyz))]
+
+
+def project(xyz: np.ndarray, P: np.ndarray, height: int, width: int,  # noqa: N803
+            hom: np.ndarray | None = None) -> Projection:
+    """Project points with the stored (float32) camera, in float64, by the convention above.
+
+    `hom`: `homogeneous(xyz)`, when the caller projects the same points into several views.
+    """
+    hom = (homogeneous(xyz) if hom is None else hom) @ np.asarray(P, np.float64).T
     depth = hom[:, 2]
     front = depth > 0
     safe = np.where(front, depth, 1.0)

@@ -36,7 +36,7 @@ from pykdtree.kdtree import KDTree
 
 from ..config import check_numbers
 from ..renderers import get_backend, project
-from ..renderers.base import Backend, Camera
+from ..renderers.base import Backend, Camera, homogeneous
 from ..renderers.splat import splat_owners
 from .geometry import knn, local_spacing, pca_normals, rotation, unique_rows
 
@@ -195,10 +195,11 @@ def shaded_views(uniq: np.ndarray, inverse: np.ndarray, tree: KDTree | None, pix
     slot = np.zeros(len(uniq), np.int64)
     slot[which] = np.arange(len(which))
     normals = surface_normals(uniq, tree, which, cfg.normals_knn) if len(which) else np.zeros((0, 3))
+    points = uniq[which]
     grey = np.full(pix2pt.shape, 255, np.uint8)
     for v, cam in enumerate(cams):
-        fg = pix2pt[v] >= 0
-        grey[v, fg] = shade(uniq[which], normals, cam, cfg)[slot[inverse[pix2pt[v, fg]]]]
+        fg = np.flatnonzero(pix2pt[v] >= 0)
+        grey[v, fg] = shade(points, normals, cam, cfg)[slot[inverse[pix2pt[v, fg]]]]
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
@@ -266,9 +267,10 @@ def render_sample(xyz: np.ndarray, label: np.ndarray, cfg: RenderConfig, grid: n
     mask2d = np.zeros((v_count, size * size), np.uint8)
     pix2pt = np.empty((v_count, size * size), np.int32)
     pt2pix = np.full((len(xyz), v_count), -1, np.int32)
+    hom = homogeneous(xyz)
     for v, cam in enumerate(cams):
         with clock.phase("projection"):
-            proj = project(xyz, cam.P, size, size)
+            proj = project(xyz, cam.P, size, size, hom)
             radius = np.clip(cam.K[0, 0] * splat_world / np.maximum(proj.depth, 1e-12),
                              0.0, cfg.splat_max_px)
         with clock.phase("ownership"):
