@@ -17,7 +17,6 @@ import os
 import statistics
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
@@ -41,12 +40,14 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--backends", default="splat,open3d,pyrender")
+    ap.add_argument("--threads", default="1,2", help="render_sample's threads, each measured")
     ap.add_argument("--smoke", action="store_true", help=f"tiny sizes {SMOKE} (explicit flags still win)")
     if ap.parse_known_args()[0].smoke:
         ap.set_defaults(**SMOKE)
     a = ap.parse_args()
     xyz, label = cloud(a.points)
     cfg = RenderConfig()
+    thread_counts = [int(t) for t in a.threads.split(",")]
     backends = {}
     for name in a.backends.split(","):
         try:
@@ -55,30 +56,35 @@ def main() -> None:
         except Exception as exc:  # an optional backend that is not installed here
             print(f"{name:>9}: skipped ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})")
             backends.pop(name, None)
-    times: dict[str, list[float]] = {k: [] for k in backends}
-    phases: dict[str, list[dict[str, float]]] = {k: [] for k in backends}
+    cases = [(name, t) for t in thread_counts for name in backends]
+    times: dict[tuple[str, int], list[float]] = {c: [] for c in cases}
+    phases: dict[tuple[str, int], list[dict[str, float]]] = {c: [] for c in cases}
     for _ in range(a.repeats):
-        for name, backend in backends.items():
+        for name, threads in cases:
             clock = PhaseClock()
             t = time.perf_counter()
-            render_sample(xyz, label, cfg, backend=backend, clock=clock)
-            times[name].append(time.perf_counter() - t)
-            phases[name].append(clock.seconds)
+            render_sample(xyz, label, cfg, backend=backends[name], clock=clock, threads=threads)
+            times[name, threads].append(time.perf_counter() - t)
+            phases[name, threads].append(clock.seconds)
     print(f"render: {len(cfg.views)} views, {a.points} points, {cfg.image_size}^2, median of {a.repeats}, "
-          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+          f"{os.cpu_count()} cores")
     print("whole sample = shared work (spacing, projection, visibility, shading) + the backend's ownership pass")
-    median = {name: {p: statistics.median(run[p] for run in runs) for p in PhaseClock.PHASES}
-              for name, runs in phases.items()}
-    base = statistics.median(times["splat"]) if "splat" in times else None
-    for name, ts in times.items():
-        med, own = statistics.median(ts), median[name]["ownership"]
-        ratio = (f"  -> {med / base:.2f}x the splat sample, "
-                 f"{own / median['splat']['ownership']:.2f}x its ownership pass" if base and name != "splat" else "")
-        print(f"{name:>9}: {med:.3f} s/sample [min {min(ts):.3f}, max {max(ts):.3f}], "
-              f"ownership pass {own:.3f} s{ratio}")
-    if "splat" in median:
-        split = ", ".join(f"{p} {median['splat'][p] * 1000:.0f} ms" for p in PhaseClock.PHASES)
-        print(f"    split of the splat sample: {split}")
+    median = {c: {p: statistics.median(run[p] for run in runs) for p in PhaseClock.PHASES}
+              for c, runs in phases.items()}
+    for threads in thread_counts:
+        print(f"  {threads} thread{'s' if threads > 1 else ''} per sample"
+              + (" (neighbour queries; views in parallel where the backend allows: splat)" if threads > 1 else ""))
+        base = statistics.median(times["splat", threads]) if "splat" in backends else None
+        for name in backends:
+            ts, own = times[name, threads], median[name, threads]["ownership"]
+            ratio = (f"  -> {statistics.median(ts) / base:.2f}x the splat sample, "
+                     f"{own / median['splat', threads]['ownership']:.2f}x its ownership pass"
+                     if base and name != "splat" else "")
+            print(f"{name:>11}: {statistics.median(ts):.3f} s/sample [min {min(ts):.3f}, max {max(ts):.3f}], "
+                  f"ownership pass {own:.3f} s{ratio}")
+        if "splat" in backends:
+            split = ", ".join(f"{p} {median['splat', threads][p] * 1000:.0f} ms" for p in PhaseClock.PHASES)
+            print(f"      split of the splat sample ({'thread-seconds' if threads > 1 else 'seconds'}): {split}")
 
 
 if __name__ == "__main__":

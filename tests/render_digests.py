@@ -38,13 +38,15 @@ def digest(array: np.ndarray) -> str:
     return hashlib.sha256(f"{a.dtype.str}{a.shape}".encode() + a.tobytes()).hexdigest()[:24]
 
 
-def rendered_set(folder: Path) -> Iterator[tuple[str, np.ndarray, Rendered]]:
+def rendered_set(folder: Path, threads: int = 1, classes: list[str] | None = None,
+                 ) -> Iterator[tuple[str, np.ndarray, Rendered]]:
     """(sample id, cleaned xyz, rendered) for the first good and first defective test sample of every class."""
-    roots = make_synthetic(folder, **SET)
+    roots = make_synthetic(folder, **SET) if not (folder / "mvtec3d").is_dir() else {
+        fmt: folder / fmt for fmt in ("mvtec3d", "real3d")}
     for fmt, root in sorted(roots.items()):
         entry = DatasetEntry(name=fmt, format=fmt, root=root)
         loader = get_loader(fmt)
-        refs = loader.index(root, None, (SPLIT,))
+        refs = loader.index(root, classes, (SPLIT,))
         seen: set[tuple[str, int]] = set()
         for ref in refs:
             if (ref.cls, ref.label) in seen:
@@ -52,7 +54,7 @@ def rendered_set(folder: Path) -> Iterator[tuple[str, np.ndarray, Rendered]]:
             seen.add((ref.cls, ref.label))
             cleaned = clean_sample(loader.load(ref), clean_config(entry))
             out = render_sample(cleaned.xyz, cleaned.label, render_config(entry), grid=cleaned.grid,
-                                rgb_grid=cleaned.rgb_grid)
+                                rgb_grid=cleaned.rgb_grid, threads=threads)
             yield f"{fmt}/{ref.id}", cleaned.xyz, out
 
 

@@ -126,6 +126,18 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+def threads_per_task(workers: int, scheduler: str | None, tasks: int) -> int:
+    """CPU threads a task may use: all cores in this process, a share of them per local worker.
+
+    An outside scheduler's machines are unknown, so its tasks take one.
+    """
+    if scheduler:
+        return 1
+    if workers == 0:
+        return default_workers()
+    return max(1, default_workers() // max(1, min(workers, tasks)))
+
+
 def progress(total: int, desc: str, unit: str, enabled: bool = True) -> tqdm:
     """A progress bar on stderr: live in a terminal, one line every 15 s in logs (CI, nohup)."""
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, disable=not enabled,

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ...model.inference import score_cloud, view_maps
+from ..cache.runner import default_workers
 from ..config import build_config
 from ..errors import ModelMismatch, OptionError, PointadError, SampleError
 from ..loaders.base import LABEL_UNKNOWN, Sample, SampleRef
@@ -169,7 +170,7 @@ class Predictor:
         sampled = bool(not sample.organized and cfg.max_points and len(cleaned.xyz) == cfg.max_points
                        and len(sample.points) > cfg.max_points)
         rendered = render_sample(cleaned.xyz, cleaned.label, self.render_config(), grid=cleaned.grid,
-                                 rgb_grid=cleaned.rgb_grid)
+                                 rgb_grid=cleaned.rgb_grid, threads=default_workers())
         glob, patch = self.encoder.encode(rendered.image)
         patch = patch[:, self.layer]
         rgb_in = None

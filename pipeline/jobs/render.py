@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from ..cache import locks, rows, schema, store
-from ..cache.runner import RunOptions, RunReport, disk_guard, dry_report, run_stage
+from ..cache.runner import RunOptions, RunReport, disk_guard, dry_report, run_stage, threads_per_task
 from ..catalog import Catalog, DatasetEntry
 from ..config import as_json_dict
 from ..renderers import BACKENDS
@@ -27,7 +27,7 @@ def render_task(job: dict[str, Any]) -> list[tuple[int, str]]:
         cloud = schema.read_clean_row(store.open_stage(job["url"], "clean", job["clean_fp"]), job["src"],
                                       with_rgb_grid=job["rgb"])
         out = render_sample(cloud.xyz, cloud.label, RenderConfig(**job["config"]), grid=cloud.grid,
-                            rgb_grid=cloud.rgb_grid)
+                            rgb_grid=cloud.rgb_grid, threads=job.get("threads", 1))
         schema.write_render_row(store.open_stage(job["url"], "render", job["fp"]), row, out)
         return [(row, "")]
     except Exception as exc:
@@ -67,8 +67,10 @@ def run_render(catalog: Catalog, entry: DatasetEntry, opts: RunOptions,
         p = sub_plan(grp, keys, opts.retry_failed)
         src = [int(clean_report.rows[k]) for k in pos]
         targets = rows.reserve(grp, p, keys, {"rows/upstream": src})
+        threads = threads_per_task(opts.workers, opts.scheduler, len(targets))
         jobs = [{"rows": [r], "src": src[k], "url": url, "fp": fp, "clean_fp": clean_report.fingerprint,
                  "config": as_json_dict(cfg), "source": clean_report.refs[pos[k]].source,
-                 "rgb": schema.render_has_rgb(grp)} for k, r in sorted(targets.items(), key=lambda kr: kr[1])]
+                 "rgb": schema.render_has_rgb(grp), "threads": threads}
+                for k, r in sorted(targets.items(), key=lambda kr: kr[1])]
         report = run_stage("render", grp, fp, url, keys, p, targets, jobs, render_task, opts)
     return [clean_report, widen(report, pos, clean_report)]

@@ -73,6 +73,7 @@ class SplatBackend:
     """numpy z-buffer splatter (the default, `--backend splat`)."""
 
     name = "splat"
+    thread_safe = True  # no state: views may be drawn from several threads at once
 
     def owners(self, xyz: np.ndarray, camera: Camera, proj: Projection, radius_px: np.ndarray) -> np.ndarray:
         """See `Backend.owners`."""

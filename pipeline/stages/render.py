@@ -25,14 +25,17 @@ would hide half of a curved visible surface. Scaling eps with the splats keeps i
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 from pykdtree.kdtree import KDTree
+from threadpoolctl import threadpool_limits
 
 from ..config import check_numbers
 from ..renderers import get_backend, project
@@ -42,6 +45,8 @@ from .geometry import knn, local_spacing, pca_normals, rotation, unique_rows
 
 VERSION = 1
 View = tuple[str, float]
+#: `map` or a thread pool's `map`, over view indices
+ViewMap = Callable[[Callable[[int], None], Iterable[int]], Iterable[None]]
 
 #: The code's flip from the sensor frame into Open3D's camera frame (and back into ours).
 FLIP_X: View = ("x", 180.0)
@@ -183,10 +188,11 @@ def paper_visibility(proj, height: int, width: int) -> np.ndarray:  # noqa: ANN0
 
 
 def shaded_views(uniq: np.ndarray, inverse: np.ndarray, tree: KDTree | None, pix2pt: np.ndarray,
-                 cams: list[Camera], cfg: RenderConfig) -> np.ndarray:
+                 cams: list[Camera], cfg: RenderConfig, each: ViewMap = map) -> np.ndarray:
     """(V, H*W, 3) uint8 images: white background, each owned pixel its owner's grey level in that view.
 
-    Normals are estimated once, for the distinct points that own a pixel in any view.
+    Normals are estimated once, for the distinct points that own a pixel in any view. `each` maps
+    a function over the views (a thread pool's `map` shades them in parallel).
     """
     owned = inverse[pix2pt[pix2pt >= 0]]
     lit = np.zeros(len(uniq), bool)
@@ -197,9 +203,12 @@ def shaded_views(uniq: np.ndarray, inverse: np.ndarray, tree: KDTree | None, pix
     normals = surface_normals(uniq, tree, which, cfg.normals_knn) if len(which) else np.zeros((0, 3))
     points = uniq[which]
     grey = np.full(pix2pt.shape, 255, np.uint8)
-    for v, cam in enumerate(cams):
+
+    def one(v: int) -> None:
         fg = np.flatnonzero(pix2pt[v] >= 0)
-        grey[v, fg] = shade(points, normals, cam, cfg)[slot[inverse[pix2pt[v, fg]]]]
+        grey[v, fg] = shade(points, normals, cams[v], cfg)[slot[inverse[pix2pt[v, fg]]]]
+
+    list(each(one, range(len(cams))))
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
@@ -217,12 +226,13 @@ def rgb_registration(rgb_grid: np.ndarray, grid: np.ndarray, size: int) -> tuple
 
 
 class PhaseClock:
-    """Seconds per phase of `render_sample`, added up over calls (what `bench/render.py` prints)."""
+    """Seconds per phase of `render_sample`, added up over calls and threads (what `bench/render.py` prints)."""
 
     PHASES = ("spacing", "projection", "ownership", "visibility", "shading")
 
     def __init__(self) -> None:
         self.seconds = dict.fromkeys(self.PHASES, 0.0)
+        self._lock = threading.Lock()
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -231,13 +241,32 @@ class PhaseClock:
         try:
             yield
         finally:
-            self.seconds[name] += time.perf_counter() - start
+            with self._lock:
+                self.seconds[name] += time.perf_counter() - start
+
+
+@contextmanager
+def view_pool(threads: int, backend: Backend) -> Iterator[ViewMap]:
+    """A `map` over views: a pool of `threads` threads where the backend allows it, else the plain one.
+
+    numpy releases the GIL in the sorts, gathers and scatters that most of a view's time goes to, so
+    two threads render a sample about 1.4x as fast on 2 cores. GL backends draw in one context and
+    keep their views in order.
+    """
+    if threads <= 1 or not getattr(backend, "thread_safe", False):
+        yield map
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="render-view") as pool:
+        yield pool.map
 
 
 def render_sample(xyz: np.ndarray, label: np.ndarray, cfg: RenderConfig, grid: np.ndarray | None = None,
                   rgb_grid: np.ndarray | None = None, backend: Backend | None = None,
-                  clock: PhaseClock | None = None) -> Rendered:
+                  clock: PhaseClock | None = None, threads: int = 1) -> Rendered:
     """Render one cleaned cloud (pure apart from the backend's GL context).
+
+    The output does not depend on `threads`: each view writes its own slices, and pykdtree's
+    OpenMP threads split the queries, not a query.
 
     Args:
         xyz: (n, 3) the cleaned points.
@@ -248,44 +277,50 @@ def render_sample(xyz: np.ndarray, label: np.ndarray, cfg: RenderConfig, grid: n
             colour), resized into `rgb_image`.
         backend: defaults to the process-wide instance of `cfg.backend`.
         clock: adds the seconds of each phase to it (`PhaseClock.PHASES`).
+        threads: CPU threads for this sample (neighbour queries, and views where the backend allows).
     """
     backend = backend or get_backend(cfg.backend)
     clock = clock or PhaseClock()
     xyz = np.asarray(xyz, np.float32).astype(np.float64)
     labels = np.asarray(label) > 0
     size = cfg.image_size
-    with clock.phase("spacing"):
-        uniq, inverse = unique_rows(xyz)
-        tree = KDTree(uniq) if len(uniq) else None
-        spacing, kth = local_spacing(uniq, cfg.splat_knn, tree)
-        spacing = spacing or 1e-6
-        splat_spacing = np.maximum(kth, spacing)
-        eps = np.float32(cfg.eps_factor * np.median(splat_spacing))
-        splat_world = cfg.splat_radius * splat_spacing[inverse]
-    cams = cameras(xyz, cfg)
-    v_count = len(cams)
-    mask2d = np.zeros((v_count, size * size), np.uint8)
-    pix2pt = np.empty((v_count, size * size), np.int32)
-    pt2pix = np.full((len(xyz), v_count), -1, np.int32)
-    hom = homogeneous(xyz)
-    for v, cam in enumerate(cams):
-        with clock.phase("projection"):
-            proj = project(xyz, cam.P, size, size, hom)
-            radius = np.clip(cam.K[0, 0] * splat_world / np.maximum(proj.depth, 1e-12),
-                             0.0, cfg.splat_max_px)
-        with clock.phase("ownership"):
-            owners = backend.owners(xyz, cam, proj, radius)
-        with clock.phase("visibility"):
-            pix2pt[v] = owners
-            fg = owners >= 0
-            mask2d[v, fg] = labels[owners[fg]]
-            if cfg.visibility == "surface":
-                vis = visibility(proj.centre, proj.depth, owners, float(eps))
-            else:
-                vis = paper_visibility(proj, size, size)
-            pt2pix[vis, v] = proj.centre[vis]
-    with clock.phase("shading"):
-        image = shaded_views(uniq, inverse, tree, pix2pt, cams, cfg)
+    with threadpool_limits(limits=max(1, threads), user_api="openmp"), view_pool(threads, backend) as each:
+        with clock.phase("spacing"):
+            uniq, inverse = unique_rows(xyz)
+            tree = KDTree(uniq) if len(uniq) else None
+            spacing, kth = local_spacing(uniq, cfg.splat_knn, tree)
+            spacing = spacing or 1e-6
+            splat_spacing = np.maximum(kth, spacing)
+            eps = np.float32(cfg.eps_factor * np.median(splat_spacing))
+            splat_world = cfg.splat_radius * splat_spacing[inverse]
+        cams = cameras(xyz, cfg)
+        v_count = len(cams)
+        mask2d = np.zeros((v_count, size * size), np.uint8)
+        pix2pt = np.empty((v_count, size * size), np.int32)
+        pt2pix = np.full((len(xyz), v_count), -1, np.int32)
+        hom = homogeneous(xyz)
+
+        def one(v: int) -> None:
+            cam = cams[v]
+            with clock.phase("projection"):
+                proj = project(xyz, cam.P, size, size, hom)
+                radius = np.clip(cam.K[0, 0] * splat_world / np.maximum(proj.depth, 1e-12),
+                                 0.0, cfg.splat_max_px)
+            with clock.phase("ownership"):
+                owners = backend.owners(xyz, cam, proj, radius)
+            with clock.phase("visibility"):
+                pix2pt[v] = owners
+                fg = owners >= 0
+                mask2d[v, fg] = labels[owners[fg]]
+                if cfg.visibility == "surface":
+                    vis = visibility(proj.centre, proj.depth, owners, float(eps))
+                else:
+                    vis = paper_visibility(proj, size, size)
+                pt2pix[vis, v] = proj.centre[vis]
+
+        list(each(one, range(v_count)))
+        with clock.phase("shading"):
+            image = shaded_views(uniq, inverse, tree, pix2pt, cams, cfg, each)
     out = Rendered(
         image=image.reshape(v_count, size, size, 3), mask2d=mask2d.reshape(v_count, size, size),
         pix2pt=pix2pt.reshape(v_count, size, size), camera=np.stack([c.P for c in cams]).astype(np.float32),

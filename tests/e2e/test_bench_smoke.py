@@ -56,10 +56,12 @@ EXPECTED: dict[str, list[str]] = {
         *(rf"^ +{stage} +{NUM} +{NUM}$" for stage in ("train", "evaluate")),
     ],
     "render": [
-        r"^render: 9 views, 5000 points, 336\^2, median of 1, OMP_NUM_THREADS=\d+$",
+        r"^render: 9 views, 5000 points, 336\^2, median of 1, \d+ cores$",
         r"^whole sample = shared work",
+        r"^  1 thread per sample$",
+        r"^  2 threads per sample \(neighbour queries; views in parallel",
         rf"^ +splat: {NUM} s/sample \[min {NUM}, max {NUM}\], ownership pass {NUM} s$",
-        rf"^ +split of the splat sample: spacing {NUM} ms, projection {NUM} ms, ownership {NUM} ms, "
+        rf"^ +split of the splat sample \(seconds\): spacing {NUM} ms, projection {NUM} ms, ownership {NUM} ms, "
         rf"visibility {NUM} ms, shading {NUM} ms$",
         # the optional backends: measured against splat where installed, reported as skipped where not
         rf"^ +open3d: ({NUM} s/sample .* -> {NUM}x the splat sample, {NUM}x its ownership pass|skipped \(.*\))$",
