@@ -50,10 +50,10 @@ EXPECTED: dict[str, list[str]] = {
         rf"^ +tiny: model loaded twice {NUM} MB, once {NUM} MB -> once/twice x{NUM} \({NUM} %\)$",
     ],
     "pipeline": [
-        r"^pipeline: 12 samples \(2 classes, grid 128x160\), tiny model, CPU, \d+ cores; seconds per sample",
+        r"^pipeline: 4 samples \(2 classes, grid 128x160, small scenes\), tiny model, CPU, \d+ cores; seconds per",
         r"^ +stage +1 worker +2 workers +scaling efficiency$",
         *(rf"^ +{stage} +{NUM} +{NUM} +{NUM}$" for stage in ("clean", "render", "encode", "chain")),
-        *(rf"^ +{stage} +{NUM} +{NUM}$" for stage in ("train", "evaluate")),
+        *(rf"^ +{stage} +{NUM} +{NUM}  \(one process, run once\)$" for stage in ("train", "evaluate")),
     ],
     "render": [
         r"^render: 9 views, 5000 points, 336\^2, median of 1, \d+ cores$",

@@ -4,14 +4,12 @@ hidden, another sample picked). Skips, saying why, where Debian's Chromium or pl
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ..browser import chromium, colourful, visit
+from ..walk_through import WalkThrough
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(chromium() is None, reason="headless Chromium is not installed (apt-get install "
@@ -19,13 +17,11 @@ pytestmark = [pytest.mark.slow,
 
 
 @pytest.fixture(scope="module")
-def demo_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`pointad-pipe demo` in a fresh folder, as a user runs it; the path of its report.html."""
-    folder = tmp_path_factory.mktemp("demo_browser")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(["pointad-pipe", "demo"], cwd=folder, env=env, capture_output=True, text=True, timeout=900)
-    page = folder / "demo" / "runs" / "eval_ball" / "report.html"
-    assert proc.returncode == 0 and f"report.html: {page.relative_to(folder)}" in proc.stdout, proc.stderr[-3000:]
+def demo_page(readme_walk_through: WalkThrough) -> Path:
+    """The report.html of `pointad-pipe demo` run in a fresh folder, as a user runs it (the README's walk-through)."""
+    run = readme_walk_through
+    page = run.folder / "demo" / "runs" / "eval_ball" / "report.html"
+    assert run.returncode == 0 and f"report.html: {page.relative_to(run.folder)}" in run.stdout, run.stderr[-3000:]
     return page
 
 
@@ -46,13 +42,8 @@ def test_the_demo_report_opens_offline_and_draws_its_3d_view(demo_page: Path, tm
 
 
 def test_a_predicted_file_page_opens_offline_with_its_cloud(demo_page: Path, tmp_path: Path) -> None:
-    demo = demo_page.parents[2]
-    (ckpt,) = demo.glob("runs/train_ball_*/prompts.pt")
-    src = demo / "data" / "mvtec3d" / "box" / "test" / "bump" / "xyz" / "000.tiff"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(["pointad-pipe", "predict", str(src), "--checkpoint", str(ckpt), "--out", str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    seen = visit(tmp_path / "000.html", tmp_path / "shots", interact=False)
+    """The page `predict` wrote for the walk-through's file (`demo/predict/000.html`)."""
+    page = demo_page.parents[2] / "predict" / "000.html"
+    seen = visit(page, tmp_path / "shots", interact=False)
     assert seen.errors == [] and seen.requests == [], (seen.errors, seen.requests)
     assert colourful(seen.shots["cloud"]) > 0.02

@@ -244,24 +244,18 @@ def describe(grads: dict[str, torch.Tensor]) -> str:
 
 
 @pytest.mark.slow
-def test_random_features_report(setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Printed, not asserted: plain random features, trained vs the same seed untrained, and each term's start
-    gradient on the prompts (plain and planted). Asserted: every term has a finite, non-zero gradient and
-    training moves the prompts."""
+def test_start_gradients_and_plain_training(setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every term has a finite, non-zero gradient on the prompts at the start (plain and planted features; the
+    norms are printed, the README quotes them), and two epochs on plain random features move the prompts."""
     su = setup
     cfg = TrainConfig()
-    base = held_out_auroc(su, text_of(su, cfg), CachedSamples)
-    lines = [f"\nplain random features, held-out 'ball' (point / image AUROC): untrained seed {cfg.seed} "
-             f"{base[0]:.3f} / {base[1]:.3f}"]
-    for name, losses in [("local", ("3dl", "2dl")), ("all four", ALL_FOUR)]:
-        point, image, seconds, path = train_and_score(su, TrainConfig(losses=losses), tmp_path / name, monkeypatch,
-                                                      planted=False)
-        lines.append(f"  trained ({name} terms, {EPOCHS} epochs): {point:.3f} / {image:.3f} ({seconds:.1f} s)")
-        untrained = prompt_learner(None, cfg, su.spec, su.weights, "cpu").state_dict()
-        assert any(not torch.equal(v, untrained[k]) for k, v in torch.load(path, weights_only=True).items())
+    lines = []
     for name, samples_cls in [("plain", CachedSamples), ("planted", planted_samples(su.plant))]:
         grads = start_gradients(su, samples_cls(su.data.view, su.layers), cfg)
         lines.append(f"start gradient norms on the prompts, {name}: {describe(grads)}")
         assert set(grads) == set(ALL_FOUR)
         assert all(bool(torch.isfinite(g).all()) and float(g.norm()) > 0 for g in grads.values())
-    print("\n".join(lines))
+    *_, path = train_and_score(su, TrainConfig(epochs=2), tmp_path / "plain", monkeypatch, planted=False)
+    untrained = prompt_learner(None, cfg, su.spec, su.weights, "cpu").state_dict()
+    assert any(not torch.equal(v, untrained[k]) for k, v in torch.load(path, weights_only=True).items())
+    print("\n" + "\n".join(lines))
