@@ -1,6 +1,11 @@
-"""The demo's report.html in a real browser: it opens from disk with the network cut, logs no JavaScript
-error, draws a 3D view that is not blank, and answers the reader's moves (a miss opened in 3D, its GT
-hidden, another sample picked). Skips, saying why, where Debian's Chromium or playwright is absent."""
+"""The README's CI-marked walk-through as a user runs it, and the demo's pages it leaves, in a real browser.
+
+The walk-through runs once, in a fresh folder; its first line is `pointad-pipe demo`, so the folder
+holds what `make demo` gives a user. The browser tests open its report.html and the page `predict`
+wrote, from disk with the network cut: no JavaScript error, a 3D view that is not blank, and answers
+to the reader's moves (a miss opened in 3D, its GT hidden, another sample picked). They skip, saying
+why, where Debian's Chromium or playwright is absent.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,30 @@ from pathlib import Path
 import pytest
 
 from ..browser import chromium, colourful, visit
-from ..walk_through import WalkThrough
+from ..walk_through import WalkThrough, run_walk_through
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(chromium() is None, reason="headless Chromium is not installed (apt-get install "
-                                 "chromium, and the test extra's playwright; `make browser` and CI install it)")]
+pytestmark = pytest.mark.slow
+needs_browser = pytest.mark.skipif(chromium() is None, reason="headless Chromium is not installed (apt-get install "
+                                   "chromium, and the test extra's playwright; `make browser` and CI install it)")
+
+
+@pytest.fixture(scope="module")
+def readme_walk_through(tmp_path_factory: pytest.TempPathFactory) -> WalkThrough:
+    return run_walk_through(tmp_path_factory.mktemp("walk_through"))
+
+
+def test_readme_walk_through_runs_as_written(readme_walk_through: WalkThrough) -> None:
+    """The CI-marked block, in a fresh folder (the session's `readme_walk_through`)."""
+    run, folder = readme_walk_through, readme_walk_through.folder
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "all stages reused" not in run.stdout  # a fresh folder: the first demo runs everything
+    assert (folder / "demo" / "runs" / "eval_ball" / "report.md").is_file()
+    assert "report.html: demo/runs/eval_ball/report.html" in run.stdout  # the demo says where its page is
+    assert (folder / "demo" / "runs" / "benchmark.html").is_file()
+    assert list((folder / "demo" / "predict").glob("*.html"))
+    assert (folder / "demo" / "runs" / "eval_ball_rgb" / "metrics.json").is_file()
+    assert list((folder / "demo" / "predict").glob("*.ply"))
+    assert "contract holds" in run.stdout
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +49,7 @@ def demo_page(readme_walk_through: WalkThrough) -> Path:
     return page
 
 
+@needs_browser
 def test_the_demo_report_opens_offline_and_draws_its_3d_view(demo_page: Path, tmp_path: Path) -> None:
     seen = visit(demo_page, tmp_path / "shots")
     print(f"report.html: {demo_page.stat().st_size / 1e6:.1f} MB; 3D view colour share "
@@ -41,6 +66,7 @@ def test_the_demo_report_opens_offline_and_draws_its_3d_view(demo_page: Path, tm
     assert facts["last_caption"] != facts["button_caption"], facts  # another sample drawn
 
 
+@needs_browser
 def test_a_predicted_file_page_opens_offline_with_its_cloud(demo_page: Path, tmp_path: Path) -> None:
     """The page `predict` wrote for the walk-through's file (`demo/predict/000.html`)."""
     page = demo_page.parents[2] / "predict" / "000.html"
