@@ -1,10 +1,14 @@
-"""Seconds per sample of the render stage's core, per backend, side by side in one process.
+"""Seconds per sample of the render stage's core, per backend and thread count, side by side in one process.
 
 A sample is the acceptance case of issue 3: 9 views (MVTec 3D-AD's list), 100k points, 336 x 336,
-every pass included (spacing, projection, ownership, visibility, shading: `PhaseClock`). Backends are run in turn,
-A B A B ..., so that drift of this shared machine hits them alike; the figure is the median.
+every pass included (spacing, projection, ownership, visibility, shading: `PhaseClock`). Backends
+and thread counts are run in turn, A B A B ..., so that drift of this shared machine hits them
+alike; the figure is the median. At 2 threads `splat` draws its views in parallel while the GL
+backends keep one context and draw them in turn (only their neighbour queries thread), so the
+1-thread rows are the like-for-like comparison.
 
-    python bench/render.py [--points 100000] [--repeats 5] [--backends splat,open3d,pyrender] [--smoke]
+    python bench/render.py [--points 100000] [--repeats 5] [--backends splat,open3d,pyrender]
+                           [--threads 1,2] [--smoke]
 
 `--smoke`: 5,000 points, 1 repeat, every backend (a missing one is still reported as skipped): a
 check that the bench runs, not a figure.
