@@ -71,7 +71,7 @@ def render(
     catalog: CatalogOpt = DEFAULT_CATALOG,
     cache: CacheOpt = None,
     backend: Annotated[str | None, typer.Option(
-        help="splat (default: numpy z-buffer, no GL needed), open3d (legacy Visualizer via EGL) or pyrender.")] = None,
+        help="splat (default: compiled z-buffer, no GL), open3d (legacy Visualizer via EGL) or pyrender.")] = None,
     visibility: Annotated[str | None, typer.Option(
         help="surface (default: points on the seen surface) or paper (one point per pixel, as the code).")] = None,
     image_size: Annotated[int | None, typer.Option(help="Rendered image side in pixels (default 336).")] = None,

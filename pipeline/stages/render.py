@@ -42,6 +42,7 @@ from ..renderers import get_backend, project
 from ..renderers.base import Backend, Camera, homogeneous
 from ..renderers.splat import splat_owners
 from .geometry import knn, local_spacing, pca_normals, rotation, unique_rows
+from .render_kernels import owner_labels, shade_pixels, surface_visible
 
 VERSION = 1
 View = tuple[str, float]
@@ -159,23 +160,10 @@ def surface_normals(uniq: np.ndarray, tree: KDTree, which: np.ndarray, knn_count
     return pca_normals(uniq, neighbours)
 
 
-def shade(xyz: np.ndarray, normals: np.ndarray, cam: Camera, cfg: RenderConfig) -> np.ndarray:
-    """(n,) uint8 grey level of each point under a headlight (light at the camera centre)."""
-    to_cam = -cam.R.T @ cam.t - xyz
-    lambert = np.abs(np.einsum("ij,ij->i", normals, to_cam)) / np.maximum(np.linalg.norm(to_cam, axis=1), 1e-12)
-    level = cfg.grey * (cfg.ambient + (1 - cfg.ambient) * lambert)
-    return np.clip(np.rint(255 * level), 0, 255).astype(np.uint8)
-
-
 def visibility(proj_centre: np.ndarray, depth: np.ndarray, owners: np.ndarray, eps: float) -> np.ndarray:
-    """`surface` rule: centre pixel in the image and depth <= owner's depth + eps."""
-    vis = np.zeros(len(depth), bool)
-    inside = np.flatnonzero(proj_centre >= 0)
-    own = owners[proj_centre[inside]]
-    ok = own >= 0
-    vis[inside[ok]] = depth[inside[ok]] <= depth[own[ok]] + eps
-    vis[inside[~ok]] = True  # no owner at all can only come from a GL backend's rounding: keep the point
-    return vis
+    """`surface` rule: centre pixel in the image and depth <= owner's depth + eps (`surface_visible`)."""
+    return surface_visible(np.asarray(proj_centre, np.int64), np.asarray(depth, np.float64),
+                           np.asarray(owners, np.int32), float(eps))
 
 
 def paper_visibility(proj, height: int, width: int) -> np.ndarray:  # noqa: ANN001
@@ -191,8 +179,9 @@ def shaded_views(uniq: np.ndarray, inverse: np.ndarray, tree: KDTree | None, pix
                  cams: list[Camera], cfg: RenderConfig, each: ViewMap = map) -> np.ndarray:
     """(V, H*W, 3) uint8 images: white background, each owned pixel its owner's grey level in that view.
 
-    Normals are estimated once, for the distinct points that own a pixel in any view. `each` maps
-    a function over the views (a thread pool's `map` shades them in parallel).
+    Normals are estimated once, for the distinct points that own a pixel in any view; the grey
+    level is `shade_pixels`' headlight. `each` maps a function over the views (a thread pool's
+    `map` shades them in parallel).
     """
     owned = inverse[pix2pt[pix2pt >= 0]]
     lit = np.zeros(len(uniq), bool)
@@ -201,12 +190,12 @@ def shaded_views(uniq: np.ndarray, inverse: np.ndarray, tree: KDTree | None, pix
     slot = np.zeros(len(uniq), np.int64)
     slot[which] = np.arange(len(which))
     normals = surface_normals(uniq, tree, which, cfg.normals_knn) if len(which) else np.zeros((0, 3))
-    points = uniq[which]
+    points, row_of = np.ascontiguousarray(uniq[which]), slot[inverse]
     grey = np.full(pix2pt.shape, 255, np.uint8)
 
     def one(v: int) -> None:
-        fg = np.flatnonzero(pix2pt[v] >= 0)
-        grey[v, fg] = shade(points, normals, cams[v], cfg)[slot[inverse[pix2pt[v, fg]]]]
+        eye = -cams[v].R.T @ cams[v].t  # the camera centre, where the light is
+        shade_pixels(pix2pt[v], row_of, points, normals, eye, float(cfg.grey), float(cfg.ambient), grey[v])
 
     list(each(one, range(len(cams))))
     return np.repeat(grey[..., None], 3, axis=-1)
@@ -297,7 +286,7 @@ def render_sample(xyz: np.ndarray, label: np.ndarray, cfg: RenderConfig, grid: n
         v_count = len(cams)
         mask2d = np.zeros((v_count, size * size), np.uint8)
         pix2pt = np.empty((v_count, size * size), np.int32)
-        pt2pix = np.full((len(xyz), v_count), -1, np.int32)
+        pt2pix = np.full((v_count, len(xyz)), -1, np.int32)  # a row per view while views write it
         hom = homogeneous(xyz)
 
         def one(v: int) -> None:
@@ -310,13 +299,12 @@ def render_sample(xyz: np.ndarray, label: np.ndarray, cfg: RenderConfig, grid: n
                 owners = backend.owners(xyz, cam, proj, radius)
             with clock.phase("visibility"):
                 pix2pt[v] = owners
-                fg = owners >= 0
-                mask2d[v, fg] = labels[owners[fg]]
+                owner_labels(owners, labels, mask2d[v])
                 if cfg.visibility == "surface":
                     vis = visibility(proj.centre, proj.depth, owners, float(eps))
                 else:
                     vis = paper_visibility(proj, size, size)
-                pt2pix[vis, v] = proj.centre[vis]
+                np.copyto(pt2pix[v], proj.centre, where=vis, casting="unsafe")
 
         list(each(one, range(v_count)))
         with clock.phase("shading"):
@@ -324,7 +312,7 @@ def render_sample(xyz: np.ndarray, label: np.ndarray, cfg: RenderConfig, grid: n
     out = Rendered(
         image=image.reshape(v_count, size, size, 3), mask2d=mask2d.reshape(v_count, size, size),
         pix2pt=pix2pt.reshape(v_count, size, size), camera=np.stack([c.P for c in cams]).astype(np.float32),
-        eps=eps, pt2pix=pt2pix)
+        eps=eps, pt2pix=np.ascontiguousarray(pt2pix.T))
     if rgb_grid is not None and grid is not None:
         out.rgb_image, out.rgb_pix = rgb_registration(rgb_grid, grid, size)
     return out

@@ -159,3 +159,24 @@ def test_cameras_follow_the_view_list() -> None:
     np.testing.assert_allclose(depths, depths[0], rtol=1e-6)
     # view 3 of MVTec's list is the unrotated one: after the flip into Open3D's frame and back, R = I
     np.testing.assert_allclose(cams[2].R, np.eye(3), atol=1e-12)
+
+
+def test_image_is_the_headlight_rule_on_a_plane() -> None:
+    """Each owned pixel's grey = grey * (ambient + (1 - ambient) |n . l|), from the stored camera alone."""
+    pts = dense_plane(150)
+    cfg = RenderConfig(views=(("x", 0.0), ("x", 40.0), ("y", -25.0)), pre_rotation=(("x", 180.0),))
+    out = render_sample(pts, np.zeros(len(pts), np.uint8), cfg)
+    normal = np.array([0.0, 0.0, 1.0])  # the plane z = 0.4
+    for v in range(len(cfg.views)):
+        P = out.camera[v].astype(np.float64)  # noqa: N806
+        eye = -np.linalg.solve(P[:, :3], P[:, 3])  # the camera centre: P [eye, 1] = 0
+        own = out.pix2pt[v].reshape(-1)
+        fg = own >= 0
+        to_eye = eye - pts[own[fg]].astype(np.float64)
+        cos = np.abs(to_eye @ normal) / np.linalg.norm(to_eye, axis=1)
+        want = np.rint(255 * cfg.grey * (cfg.ambient + (1 - cfg.ambient) * cos))
+        got = out.image[v].reshape(-1, 3)
+        assert (got[:, 0] == got[:, 1]).all() and (got[:, 0] == got[:, 2]).all()
+        assert fg.mean() > 0.05 and np.ptp(cos) > 0.01  # a real spread of angles across the plane
+        assert np.abs(got[fg, 0] - want).max() <= 1  # a level's rounding may flip at .5
+        assert (got[fg, 0] == want).mean() > 0.99
