@@ -1,8 +1,8 @@
-"""Stable sort orders at quicksort speed, for the render's hot sorts (distinct rows, the z-buffer).
+"""Stable sort orders at quicksort speed, for the render's hot sort (its distinct rows, `unique_rows`).
 
 numpy's stable sort of float64 is about 2.5x slower than its quicksort, and `np.lexsort` of three
 keys about 8x. The two orders differ only inside runs of equal primary keys, which are few here
-(equal depths, points sharing an x), so those runs alone are put right with a small lexsort.
+(points sharing an x), so those runs alone are put right with a small lexsort.
 """
 
 from __future__ import annotations

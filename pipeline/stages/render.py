@@ -238,9 +238,9 @@ class PhaseClock:
 def view_pool(threads: int, backend: Backend) -> Iterator[ViewMap]:
     """A `map` over views: a pool of `threads` threads where the backend allows it, else the plain one.
 
-    numpy releases the GIL in the sorts, gathers and scatters that most of a view's time goes to, so
-    two threads render a sample about 1.4x as fast on 2 cores. GL backends draw in one context and
-    keep their views in order.
+    The compiled loops (`render_kernels`, the splat z-buffer) and numpy's array work release the
+    GIL, so views run in parallel; with the neighbour queries' OpenMP threads, two threads render a
+    sample about 1.4x as fast on 2 cores. GL backends draw in one context and keep their views in order.
     """
     if threads <= 1 or not getattr(backend, "thread_safe", False):
         yield map
