@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numba
 import numpy as np
 
+from ..compiled import compiled
 from .base import Camera, Projection
 
 
@@ -43,7 +43,7 @@ def splat_owners(proj: Projection, radius_px: np.ndarray, height: int, width: in
     return owners
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _zbuffer(ix: np.ndarray, iy: np.ndarray, depth: np.ndarray, radius: np.ndarray, dx: np.ndarray,
              dy: np.ndarray, dist: np.ndarray, pad: int, height: int, width: int, owners: np.ndarray) -> None:
     """Fill `owners` (H*W, -1 where no splat lands): each pixel takes its covering point of least (depth, index).

@@ -9,11 +9,12 @@ All of them release the GIL: views may run in several threads at once.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from ..compiled import compiled
 
-@numba.njit(cache=True, nogil=True)
+
+@compiled
 def surface_visible(centre: np.ndarray, depth: np.ndarray, owners: np.ndarray, eps: float) -> np.ndarray:
     """(n,) bool: centre pixel in the image and depth <= that pixel's owner's depth + eps.
 
@@ -29,7 +30,7 @@ def surface_visible(centre: np.ndarray, depth: np.ndarray, owners: np.ndarray, e
     return vis
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def owner_labels(owners: np.ndarray, labels: np.ndarray, out: np.ndarray) -> None:
     """Write each owned pixel's owner label (bool, as 0/1) into `out` (H*W uint8): a view's `mask2d`."""
     for f in range(len(owners)):
@@ -37,7 +38,7 @@ def owner_labels(owners: np.ndarray, labels: np.ndarray, out: np.ndarray) -> Non
             out[f] = labels[owners[f]]
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def shade_pixels(owners: np.ndarray, row_of: np.ndarray, points: np.ndarray, normals: np.ndarray,
                  eye: np.ndarray, grey: float, ambient: float, out: np.ndarray) -> None:
     """Write the grey level of each owned pixel into `out` (H*W uint8); others are left as they are.
