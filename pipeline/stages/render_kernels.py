@@ -1,7 +1,7 @@
 """The render stage's per-view loops over points and pixels, compiled by numba.
 
 Why compiled: each is one pass of a few operations per element, which numpy spreads over a dozen
-temporary arrays; a view's visibility and shading took about 6 ms this way against 1 ms here
+temporary arrays; a view's visibility and shading took about 6 ms this way against 2 ms here
 (`bench/render.py`). The arithmetic is the numpy version's, operation for operation and in float64
 (no fast-math), so the maps and images are the same to the bit (`tests/unit/test_render_unchanged.py`).
 All of them release the GIL: views may run in several threads at once.
