@@ -5,7 +5,7 @@ Steps, in order (labels, rgb and grid index follow every step):
 2. organized sources: RANSAC plane on the valid points of a `border_px` border of the full-resolution
    grid (Open3D `segment_plane`), drop points within `plane_drop` of it; unorganized sources
    optionally fit the plane on all points (`plane: all`);
-3. keep the largest DBSCAN cluster (Open3D `cluster_dbscan`);
+3. keep the largest DBSCAN cluster (Open3D `cluster_dbscan`'s labels, found by `dbscan.py`);
 4. resample: organized grids are zero-padded to a square (side rounded up to `pad_multiple`,
    padding at the bottom and right) and resized to `grid_size`^2 (xyz nearest, rgb bicubic, gt
    bilinear then > 0.5); unorganized clouds are capped at `max_points` by farthest-point sampling.
@@ -27,6 +27,7 @@ from PIL import Image
 from ..config import check_numbers
 from ..errors import SampleError
 from ..loaders.base import Sample
+from .dbscan import dbscan_labels
 
 VERSION = 2  # 2: physical thresholds with `units` m | mm | auto (1 scaled them with point spacing)
 GRID_RESAMPLE_DEFAULT = 336
@@ -122,9 +123,12 @@ def remove_plane(xyz: np.ndarray, fit_mask: np.ndarray, cfg: CleanConfig, scale:
 
 
 def largest_cluster(xyz: np.ndarray, cfg: CleanConfig, scale: float) -> np.ndarray:
-    """Boolean keep-mask of the largest DBSCAN cluster (all False when there is no cluster)."""
-    labels = np.asarray(_o3d_cloud(xyz).cluster_dbscan(eps=cfg.dbscan_eps * scale,
-                                                       min_points=cfg.dbscan_min_points))
+    """Boolean keep-mask of the largest DBSCAN cluster (all False when there is no cluster).
+
+    The labels are Open3D `cluster_dbscan`'s, from `dbscan_labels` (about 200x faster at scan
+    resolution); ties between cluster sizes go to the lowest label, as before.
+    """
+    labels = dbscan_labels(xyz, cfg.dbscan_eps * scale, cfg.dbscan_min_points)
     if len(labels) == 0 or labels.max() < 0:
         return np.zeros(len(xyz), bool)
     return labels == np.bincount(labels[labels >= 0]).argmax()

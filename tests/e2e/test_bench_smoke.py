@@ -24,6 +24,10 @@ EXPECTED: dict[str, list[str]] = {
         rf"^  read: plain {NUM} ms/row, checked {NUM} ms/row -> checked/plain x{NUM} \({NUM} %\)$",
         rf"^  write: CRC-32 of one patch row {NUM} ms \({NUM} GB/s\)$",
     ],
+    "dbscan": [
+        r"^dbscan: grid 128x160, \d+ points after the plane, eps 0.006 m, min 30 points, \d+ clusters, median of 1",
+        rf"^  open3d cluster_dbscan {NUM} s, dbscan_labels {NUM} s -> {NUM}x; labels identical: True$",
+    ],
     "encode": [
         r"^encode: 9 views per sample, 1 samples, median of 1, fp32 on CPU",
         rf"^ +tiny: bare encode_image {NUM} ms/view, encoder \(patch tokens \+ change\) {NUM} ms/view, "
