@@ -125,7 +125,7 @@ def remove_plane(xyz: np.ndarray, fit_mask: np.ndarray, cfg: CleanConfig, scale:
 def largest_cluster(xyz: np.ndarray, cfg: CleanConfig, scale: float) -> np.ndarray:
     """Boolean keep-mask of the largest DBSCAN cluster (all False when there is no cluster).
 
-    The labels are Open3D `cluster_dbscan`'s, from `dbscan_labels` (about 200x faster at scan
+    The labels are Open3D `cluster_dbscan`'s, from `dbscan_labels` (about 150x faster at scan
     resolution); ties between cluster sizes go to the lowest label, as before.
     """
     labels = dbscan_labels(xyz, cfg.dbscan_eps * scale, cfg.dbscan_min_points)

@@ -2,8 +2,8 @@
 
 Why our own: at scan resolution (MVTec 3D-AD's 800 x 800 grids, about 0.17 mm between points) a
 6 mm radius holds about 3,800 points, and Open3D stores every point's whole neighbourhood and walks
-it in a hash set: 17 s and 3 GB a sample, nearly all of `clean`. The labels are fixed by three
-facts, which need far less work (`bench/dbscan.py`; `tests/unit/test_dbscan.py` checks them
+them all: 19.5 s and about 3 GB for one scan, nearly all of `clean`. The labels are fixed by three
+facts, which need far less work (`bench/dbscan.py`: 0.13 s; `tests/unit/test_dbscan.py` checks them
 against Open3D's labels):
 
 - *core* points have at least `min_points` points (themselves included) at squared distance
