@@ -27,7 +27,7 @@ from pointad_pipe.pipeline.catalog import DatasetEntry  # noqa: E402
 from pointad_pipe.pipeline.jobs.identity import clean_config  # noqa: E402
 from pointad_pipe.pipeline.loaders import get_loader  # noqa: E402
 from pointad_pipe.pipeline.stages import clean as clean_stage  # noqa: E402
-from pointad_pipe.pipeline.stages.dbscan import dbscan_labels  # noqa: E402
+from pointad_pipe.pipeline.stages.dbscan import dbscan_labels, open3d_labels  # noqa: E402
 from pointad_pipe.pipeline.synthetic.generator import make_synthetic  # noqa: E402
 
 SMOKE = {"size": "128,160", "repeats": 1}
@@ -47,14 +47,6 @@ def dbscan_input(size: tuple[int, int]) -> tuple[np.ndarray, float, int]:
     idx = np.flatnonzero(keep)
     idx = idx[clean_stage.remove_plane(xyz[idx], fit[idx], cfg, 1.0)]
     return xyz[idx], cfg.dbscan_eps, cfg.dbscan_min_points
-
-
-def open3d_labels(xyz: np.ndarray, eps: float, min_points: int) -> np.ndarray:
-    """Open3D's labels, as clean computed them before 0.9."""
-    import open3d as o3d
-
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(xyz, np.float64)))
-    return np.asarray(cloud.cluster_dbscan(eps=eps, min_points=min_points), np.int64)
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ def dbscan_labels(xyz: np.ndarray, eps: float, min_points: int) -> np.ndarray:
         return labels
     span = (points.max(axis=0) - points.min(axis=0)) / (float(eps) * _SIDE) + 5
     if not np.isfinite(span).all() or float(np.prod(span)) >= 2.0**62:  # cells beyond one int64 key
-        return _open3d_labels(points, eps, min_points)
+        return open3d_labels(points, eps, min_points)
     ijk = np.floor((points - points.min(axis=0)) / (float(eps) * _SIDE)).astype(np.int64)
     cell_of, cell_size = np.unique(_cell_keys(ijk, ijk.max(axis=0)), return_inverse=True, return_counts=True)[1:]
     cell_of = cell_of.reshape(-1)
@@ -78,11 +78,15 @@ def dbscan_labels(xyz: np.ndarray, eps: float, min_points: int) -> np.ndarray:
     return labels
 
 
-def _open3d_labels(points: np.ndarray, eps: float, min_points: int) -> np.ndarray:
-    """Open3D's own `cluster_dbscan`: for a cloud spanning more cells than an int64 can number."""
+def open3d_labels(xyz: np.ndarray, eps: float, min_points: int) -> np.ndarray:
+    """Open3D's own `cluster_dbscan` labels, int64.
+
+    The reference for the tests and `bench/dbscan.py`, and the way out for a cloud spanning more
+    cells than one int64 can number.
+    """
     import open3d as o3d
 
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(xyz, np.float64)))
     return np.asarray(cloud.cluster_dbscan(eps=float(eps), min_points=int(min_points)), np.int64)
 
 

@@ -10,14 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pointad_pipe.pipeline.stages.dbscan import dbscan_labels
-
-
-def open3d_labels(xyz: np.ndarray, eps: float, min_points: int) -> np.ndarray:
-    import open3d as o3d
-
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(xyz, np.float64)))
-    return np.asarray(cloud.cluster_dbscan(eps=eps, min_points=min_points), np.int64)
+from pointad_pipe.pipeline.stages import dbscan
+from pointad_pipe.pipeline.stages.dbscan import dbscan_labels, open3d_labels
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -84,9 +78,12 @@ def test_edge_cases_match_open3d(n: int, min_points: int) -> None:
     np.testing.assert_array_equal(ours, open3d_labels(xyz, 0.05, min_points))
 
 
-def test_a_cloud_too_wide_for_cell_keys_still_gets_open3d_labels() -> None:
-    """eps 1e-7 over a 100 m span: more cells than one int64 numbers, so Open3D's own call is used."""
+def test_a_cloud_too_wide_for_cell_keys_goes_to_open3d(monkeypatch: pytest.MonkeyPatch) -> None:
+    """eps 3e-7 over a 100 m span: more cells than one int64 numbers, so Open3D's own call answers."""
     rng = np.random.default_rng(3)
     xyz = np.concatenate([rng.uniform(0, 1e-6, (50, 3)), rng.uniform(0, 1e-6, (50, 3)) + 100.0])
-    labels = dbscan_labels(xyz, 1e-7, 3)
-    np.testing.assert_array_equal(labels, open3d_labels(xyz, 1e-7, 3))
+    calls = []
+    monkeypatch.setattr(dbscan, "open3d_labels", lambda *args: calls.append(args) or open3d_labels(*args))
+    labels = dbscan_labels(xyz, 3e-7, 3)
+    assert len(calls) == 1 and labels.max() >= 1
+    np.testing.assert_array_equal(labels, open3d_labels(xyz, 3e-7, 3))
