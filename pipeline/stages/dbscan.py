@@ -31,9 +31,9 @@ from scipy.sparse.csgraph import connected_components
 
 from ..compiled import compiled
 
-#: Cells have side eps / 2, widened by this factor so that rounding in the cell number cannot
-#: bring two points more than eps apart into cells 2 apart: cells 3 apart along an axis are then
-#: always more than eps apart, and the points of one cell are within 0.87 eps of each other.
+#: Cells have side eps / 2, widened by this factor so that rounding in the cell number cannot put
+#: two points within eps into cells 3 apart (up to 1e9 cells along an axis: then Open3D is called):
+#: cells 3 apart along an axis are more than eps apart, and one cell's points are within 0.87 eps.
 _SIDE = 0.5 * (1 + 1e-6)
 #: Offsets of the cells that may hold a point within eps of a cell's points; one of each +/- pair.
 _OFFSETS = np.array([o for o in itertools.product(range(-2, 3), repeat=3) if o > (0, 0, 0)], np.int64)
@@ -47,7 +47,8 @@ def dbscan_labels(xyz: np.ndarray, eps: float, min_points: int) -> np.ndarray:
     if n == 0 or min_points > n:  # nobody can have min_points neighbours
         return labels
     span = (points.max(axis=0) - points.min(axis=0)) / (float(eps) * _SIDE) + 5
-    if not np.isfinite(span).all() or float(np.prod(span)) >= 2.0**62:  # cells beyond one int64 key
+    # cells beyond one int64 key, or so many along an axis that rounding could blur a cell's edge
+    if not np.isfinite(span).all() or float(np.prod(span)) >= 2.0**62 or float(span.max()) >= 1e9:
         return open3d_labels(points, eps, min_points)
     ijk = np.floor((points - points.min(axis=0)) / (float(eps) * _SIDE)).astype(np.int64)
     cell_of, cell_size = np.unique(_cell_keys(ijk, ijk.max(axis=0)), return_inverse=True, return_counts=True)[1:]

@@ -41,12 +41,16 @@ def test_labels_are_open3d_labels_on_a_dense_scan_with_parts_border_and_noise() 
 
 
 def test_a_pair_within_an_ulp_of_eps_counts_as_in_open3d() -> None:
-    """Pairs apart by eps times (1 +- 1e-15): neighbours exactly when Open3D's squared distance is < eps^2."""
+    """Pairs apart by eps times (1 +- 1e-15): neighbours exactly when Open3D's squared distance is < eps^2.
+
+    Half of them lie along an axis, where the two points fall into cells 2 apart.
+    """
     rng = np.random.default_rng(1)
     n, eps = 4000, 0.006
     base = np.stack(np.meshgrid(np.arange(80), np.arange(50), [0], indexing="ij"), -1).reshape(-1, 3) * 0.1
     base = base + rng.uniform(0, 0.01, (n, 3))
     towards = rng.normal(size=(n, 3))
+    towards[: n // 2] = np.eye(3)[rng.integers(0, 3, n // 2)]  # along an axis: cells 2 apart
     towards /= np.linalg.norm(towards, axis=1, keepdims=True)
     other = base + towards * eps * (1 + rng.uniform(-1e-15, 1e-15, n)[:, None])
     xyz = np.concatenate([base, other])
