@@ -41,12 +41,19 @@ def dbscan_input(size: tuple[int, int]) -> tuple[np.ndarray, float, int]:
         loader = get_loader("mvtec3d")
         sample = loader.load(loader.index(root, ["bagel"], ["test"])[0])
     cfg = clean_config(DatasetEntry(name="bench", format="mvtec3d", root=root, overrides={"clean": {"units": "m"}}))
-    xyz = np.asarray(sample.points, np.float32)
-    keep = clean_stage.valid_points(xyz)
-    fit = keep & clean_stage.border_mask(sample.grid_shape, cfg.border_px).reshape(-1)
-    idx = np.flatnonzero(keep)
-    idx = idx[clean_stage.remove_plane(xyz[idx], fit[idx], cfg, 1.0)]
-    return xyz[idx], cfg.dbscan_eps, cfg.dbscan_min_points
+    seen: list[np.ndarray] = []
+    original = clean_stage.largest_cluster
+
+    def capture(xyz: np.ndarray, *args, **kwargs) -> np.ndarray:  # noqa: ANN002, ANN003 - keeps clean's call
+        seen.append(xyz.copy())
+        return original(xyz, *args, **kwargs)
+
+    clean_stage.largest_cluster = capture  # clean's own steps give the input: nothing is redone here
+    try:
+        clean_stage.clean_sample(sample, cfg)
+    finally:
+        clean_stage.largest_cluster = original
+    return seen[0], cfg.dbscan_eps, cfg.dbscan_min_points
 
 
 def main() -> None:
