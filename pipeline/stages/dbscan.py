@@ -13,8 +13,9 @@ against Open3D's labels):
 - a non-core point within eps of core points joins the lowest-numbered of their clusters (the first
   expansion that reaches it), else it is noise (-1).
 
-Cells have side eps / 2 (a hair more), so the points of one cell are all within eps of each other: a cell with
-`min_points` points holds only core points, and the core points of a cell are all in one cluster.
+Cells have side eps / 2 (a hair more), so the points of one cell are all within eps of each
+other: a cell with `min_points` points holds only core points, and the core points of a cell are
+all in one cluster.
 Only the points of sparser cells are asked for their neighbours (pykdtree, k = `min_points`), and
 two cells' clusters are joined when some pair of their core points is within eps (a compiled loop
 that stops at the first pair); cells 3 or more apart along an axis are too far for any pair.
